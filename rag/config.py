@@ -1,0 +1,124 @@
+"""Typed configuration loaded from YAML.
+
+Every setting has a default, so an empty file is valid. Unknown keys and bad values raise
+`ConfigError` naming the key (e.g. ``retrieval.top_k``). Paths in the file are relative to the
+file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``); secrets are
+never read from the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rag.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_MODEL = "all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddingConfig(_Section):
+    model: str = PACKAGED_MODEL
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: str = "cpu"
+
+
+class ChunkingConfig(_Section):
+    unit: Literal["sentence", "paragraph"] = "sentence"
+    drop_boilerplate: bool = True
+
+
+class RetrievalConfig(_Section):
+    top_k: int = Field(3, ge=1, le=20)
+    candidates: int = Field(20, ge=1, le=200)
+    rrf_k: int = Field(60, ge=1)
+
+
+class AnswerConfig(_Section):
+    min_score: float = Field(0.42, ge=0.0, le=2.0)
+    citation_min_score: float = Field(0.3, ge=0.0, le=2.0)
+    max_question_chars: int = Field(1000, ge=10)
+    abstain_message: str = "The article doesn't say. I couldn't find this in the text."
+
+
+class ChatConfig(_Section):
+    history_turns: int = Field(3, ge=0, le=50)
+
+
+class Config(_Section):
+    documents: list[Path] = Field(default_factory=lambda: [Path("data/dw-icc-sanctions.txt")], min_length=1)
+    index_dir: Path = Path("index")
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    answer: AnswerConfig = AnswerConfig()
+    chat: ChatConfig = ChatConfig()
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    doc: Path | None = None,
+    index_dir: Path | None = None,
+) -> Config:
+    """Read and validate the config file; command-line and environment overrides win."""
+    path = path or _env_path("RAG_CONFIG") or _default_config_file()
+    raw = _read_yaml(path)
+    base = path.resolve().parent
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    doc = doc or _env_path("RAG_DOC")
+    index_dir = index_dir or _env_path("RAG_INDEX_DIR")
+    documents = [doc] if doc else [base / d for d in config.documents]
+    return config.model_copy(
+        update={
+            "documents": [Path(d).expanduser().resolve() for d in documents],
+            "index_dir": Path(index_dir or base / config.index_dir).expanduser().resolve(),
+        }
+    )
+
+
+def _default_config_file() -> Path:
+    """./config.yaml when there is one, else the project's own."""
+    local = Path("config.yaml")
+    return local if local.exists() else PROJECT_ROOT / "config.yaml"
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    """One line per bad key, e.g. ``retrieval.top_k: Input should be ...``."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        problems.append(f"{key}: {message}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value) if value else None

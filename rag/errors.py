@@ -1,0 +1,36 @@
+"""The engine's exceptions, all raised as subclasses of `RagError`.
+
+    RagError                 anything the engine reports to a user
+    ├── ConfigError          a bad or unknown config key, or an unreadable config file
+    ├── DocumentError        a document that is missing, unreadable, empty or of an unknown type
+    ├── IndexCorruptError    a persisted index file that cannot be read back
+    ├── ModelError           the embedding model cannot be loaded
+    └── QuestionError        a question that is empty or too long
+
+Front ends translate these into a one-line message (CLI) or a polite reply (bot); the engine
+itself never prints.
+"""
+
+
+class RagError(Exception):
+    """Base class of every error the engine reports to a user."""
+
+
+class ConfigError(RagError):
+    """The configuration is invalid; the message names the key."""
+
+
+class DocumentError(RagError):
+    """A document cannot be used; the message names the file."""
+
+
+class IndexCorruptError(RagError):
+    """A persisted index file is truncated or corrupt; the message names the file and the remedy."""
+
+
+class ModelError(RagError):
+    """The embedding model cannot be loaded."""
+
+
+class QuestionError(RagError):
+    """The question cannot be answered as asked (empty, too long)."""

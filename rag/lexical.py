@@ -1,0 +1,79 @@
+"""Word-level text analysis shared by retrieval and answering: tokens, stems, content terms, IDF.
+
+Deliberately simple: lower-cased word tokens, an English Snowball stemmer (PyStemmer, which BM25
+uses too) and a fixed list of function words and question words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+
+FUNCTION_WORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each else ever few for
+    from further had has have having he her here hers herself him himself his how i if in into is
+    it its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them themselves
+    then there these they this those through to too under until up very was we were what when where
+    which while who whom whose why will with would you your yours yourself yourselves s t
+    tell say said know many much kind sort anything something someone anyone according article
+    document text mention mentioned happen happened""".split()
+)
+ANAPHORS = frozenset("he she him her his hers they them their theirs it its this that these those there then".split())
+
+
+def words(text: str) -> list[str]:
+    """Word tokens, lower-cased, with a possessive 's removed ("Bensouda's" -> "bensouda")."""
+    return [re.sub(r"['’]s$", "", w.lower()) for w in WORD.findall(text)]
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+def content_terms(text: str) -> list[str]:
+    """Stems of the words that carry meaning (function and question words dropped)."""
+    return [stem(w) for w in words(text) if w not in FUNCTION_WORDS]
+
+
+def has_anaphor(text: str) -> bool:
+    """Whether the text leans on something said before ("she", "it", "there", ...)."""
+    return any(w in ANAPHORS for w in words(text))
+
+
+class TermWeights:
+    """Inverse document frequency of stems over a set of passages."""
+
+    def __init__(self, passages: Iterable[str]):
+        counts: Counter[str] = Counter()
+        total = 0
+        for passage in passages:
+            counts.update(set(content_terms(passage)))
+            total += 1
+        self.total = max(total, 1)
+        self.counts = counts
+
+    def __contains__(self, term: str) -> bool:
+        return term in self.counts
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + (self.total + 1) / (self.counts.get(term, 0) + 0.5))
+
+    def coverage(self, query_terms: Iterable[str], passage_terms: set[str]) -> float:
+        """IDF-weighted share of the query's terms that the passage contains (0..1)."""
+        terms = set(query_terms)
+        total = sum(self.idf(t) for t in terms)
+        return sum(self.idf(t) for t in terms if t in passage_terms) / total if total else 0.0

@@ -1,0 +1,187 @@
+"""Persist and load the passage index: FAISS through llama-index's FaissVectorStore, plus a manifest.
+
+Files in the index folder:
+
+    vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary)
+    docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
+    index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
+    manifest.json     what the index was built from; written last, so a half-built index is "missing"
+
+`open_index` loads the index when the manifest matches the current documents and settings, and
+rebuilds it (reporting progress) when it is missing or stale. A file that cannot be read back
+raises `IndexCorruptError` naming it and the remedy. Nothing is loaded with pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.chunking import chunk
+from rag.config import Config
+from rag.embedding import model_id
+from rag.errors import IndexCorruptError
+from rag.ingest import SourceDocument, read_document
+
+if TYPE_CHECKING:
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.schema import TextNode
+
+FORMAT_VERSION = 1
+VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
+REMEDY = "run `python -m rag index --rebuild`"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StoredIndex:
+    """A loaded index: the llama-index index, its passages in document order, and its manifest."""
+
+    index: VectorStoreIndex
+    nodes: list[TextNode]
+    manifest: dict[str, Any]
+
+    @property
+    def faiss(self) -> Any:
+        return self.index.vector_store.client
+
+
+def expected_manifest(config: Config, documents: list[SourceDocument]) -> dict[str, Any]:
+    """What an up-to-date index for these documents and settings records."""
+    return {
+        "format": FORMAT_VERSION,
+        "documents": [{"source": display_path(d.path), "sha256": d.sha256} for d in documents],
+        "model": model_id(config.embedding.model),
+        "chunking": config.chunking.model_dump(),
+    }
+
+
+def open_index(
+    config: Config,
+    documents: list[SourceDocument],
+    embed_model: BaseEmbedding,
+    rebuild: bool = False,
+    progress: Progress = lambda message: None,
+) -> StoredIndex:
+    """Load the persisted index, or build and persist it when missing, stale or `rebuild`."""
+    expected = expected_manifest(config, documents)
+    manifest = None if rebuild else read_manifest(config.index_dir)
+    if manifest is not None and _same_build(manifest, expected):
+        return load_index(config.index_dir, embed_model)
+    reason = "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+    progress(f"Building the index in {config.index_dir} ({reason})...")
+    stored = build_index(config, documents, embed_model, expected)
+    progress(f"Indexed {len(stored.nodes)} passages from {len(documents)} document(s).")
+    return stored
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The manifest, or None when there is no index in `index_dir`."""
+    path = index_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise _corrupt(path, "is not valid JSON") from None
+    if not isinstance(manifest, dict) or "node_count" not in manifest:
+        raise _corrupt(path, "is not an index manifest")
+    return manifest
+
+
+def build_index(config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]) -> StoredIndex:
+    """Chunk, embed and persist; files are written to a temporary folder and moved into place."""
+    import faiss
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    nodes = [n for d in documents for n in chunk(d, display_path(d.path), config.chunking.unit)]
+    dimension = len(embed_model.get_text_embedding("dimension probe"))
+    vector_store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(dimension))
+    storage = StorageContext.from_defaults(vector_store=vector_store)
+    index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed_model, show_progress=len(nodes) > 500)
+    manifest = {**manifest, "node_count": len(nodes), "dimension": dimension, "libraries": _library_versions()}
+    _persist(config.index_dir, index, manifest)
+    return StoredIndex(index, nodes, manifest)
+
+
+def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
+    """Read a persisted index back, checking that its files agree with each other."""
+    from llama_index.core import StorageContext, load_index_from_storage
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+    from llama_index.core.storage.index_store import SimpleIndexStore
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise _corrupt(index_dir / MANIFEST, "is missing")
+    vector_store = _read(index_dir / VECTORS, FaissVectorStore.from_persist_path)
+    docstore = _read(index_dir / DOCSTORE, SimpleDocumentStore.from_persist_path)
+    index_store = _read(index_dir / INDEX_STORE, SimpleIndexStore.from_persist_path)
+    storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
+    index = _read(index_dir / INDEX_STORE, lambda _: load_index_from_storage(storage, embed_model=embed_model))
+    nodes = sorted(docstore.docs.values(), key=lambda n: (n.metadata["source"], n.metadata["start"]))
+    count = manifest["node_count"]
+    if vector_store.client.ntotal != count:
+        raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
+    if len(nodes) != count or len(index.index_struct.nodes_dict) != count:
+        raise _corrupt(index_dir / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}")
+    return StoredIndex(index, nodes, manifest)
+
+
+def display_path(path: Path) -> str:
+    """A document path as shown in citations: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_documents(config: Config) -> list[SourceDocument]:
+    """Read every configured document."""
+    return [read_document(path, config.chunking.drop_boilerplate) for path in config.documents]
+
+
+def _same_build(manifest: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return all(manifest.get(key) == value for key, value in expected.items())
+
+
+def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any]) -> None:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
+    try:
+        index.vector_store.persist(str(staging / VECTORS))
+        index.storage_context.docstore.persist(str(staging / DOCSTORE))
+        index.storage_context.index_store.persist(str(staging / INDEX_STORE))
+        (index_dir / MANIFEST).unlink(missing_ok=True)
+        for name in (VECTORS, DOCSTORE, INDEX_STORE):
+            (staging / name).replace(index_dir / name)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (staging / MANIFEST).replace(index_dir / MANIFEST)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read(path: Path, reader: Callable[[str], Any]) -> Any:
+    if not path.exists():
+        raise _corrupt(path, "is missing")
+    try:
+        return reader(str(path))
+    except Exception as exc:  # faiss raises RuntimeError, JSON readers ValueError/KeyError/TypeError
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+
+
+def _corrupt(path: Path, problem: str) -> IndexCorruptError:
+    return IndexCorruptError(f"index file {path} {problem}; {REMEDY}")
+
+
+def _library_versions() -> dict[str, str]:
+    names = ["llama-index-core", "llama-index-vector-stores-faiss", "faiss-cpu", "sentence-transformers", "torch"]
+    return {name: version(name) for name in names}
