@@ -1,0 +1,150 @@
+"""`python -m rag`: index, ask, chat (a REPL) and eval.
+
+Every subcommand accepts --config, --doc and --index-dir after its name. Errors print one line
+to stderr and exit non-zero: 1 for a problem with the setup (config, document, index, model),
+2 for a question that cannot be asked as given or bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import QuestionError, RagError
+
+if TYPE_CHECKING:
+    from rag.config import Config
+    from rag.engine import Engine
+
+REPL_HELP = """Ask a question about the document, or use a command:
+  /sources  the full quoted passages of the last answer
+  /reset    forget the conversation (follow-up questions start afresh)
+  /help     this help
+  /quit     leave (Ctrl-D works too)"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except QuestionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the project's)")
+    common.add_argument("--doc", type=Path, help="answer from this document instead of the configured ones")
+    common.add_argument("--index-dir", type=Path, help="folder of the persisted index")
+
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Ask questions about a document; answers quote it and cite passages.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", parents=[common], help="build the index (or check it is up to date)")
+    index.add_argument("--rebuild", action="store_true", help="rebuild even if the index is up to date")
+    index.set_defaults(handler=run_index)
+
+    ask = commands.add_parser("ask", parents=[common], help="answer one question")
+    ask.add_argument("question", help="the question, in quotes")
+    ask.add_argument("--json", action="store_true", help="print the answer JSON (see DESIGN.md)")
+    ask.set_defaults(handler=run_ask)
+
+    chat = commands.add_parser("chat", parents=[common], help="chat with the document in the terminal")
+    chat.set_defaults(handler=run_chat)
+
+    evaluate = commands.add_parser("eval", parents=[common], help="measure answer quality on a JSONL question set")
+    evaluate.add_argument("--dataset", type=Path, required=True, help="JSONL question set (see eval/)")
+    evaluate.add_argument("--predictions", type=Path, help="write one answer JSON per line here")
+    evaluate.add_argument("--report", type=Path, help="write the metrics and failures here as JSON")
+    evaluate.set_defaults(handler=run_eval)
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    from rag.config import load_config
+
+    return load_config(args.config, doc=args.doc, index_dir=args.index_dir)
+
+
+def open_engine(config: Config, rebuild: bool = False) -> Engine:
+    from rag.engine import Engine
+
+    return Engine.open(config, rebuild=rebuild, progress=lambda message: print(message, file=sys.stderr, flush=True))
+
+
+def run_index(args: argparse.Namespace) -> int:
+    engine = open_engine(load(args), rebuild=args.rebuild)
+    print(f"Index in {engine.config.index_dir}: {len(engine.stored.nodes)} passages, up to date.")
+    return 0
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from rag import render
+
+    config = load(args)
+    question = " ".join(args.question.split())
+    if not question:  # checked before loading anything, so the reply is instant
+        raise QuestionError("Please ask a question about the document.")
+    answer = open_engine(config).ask(question)
+    print(render.as_json(answer) if args.json else render.terminal(answer))
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    from rag import render
+
+    config = load(args)
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    print("Loading the document and index...", file=sys.stderr, flush=True)
+    engine = open_engine(config)
+    session = engine.new_session()
+    titles = ", ".join(d.title for d in engine.documents)
+    print(f"Chatting with: {titles}. Type /help for commands, /quit to leave.")
+    while True:
+        try:
+            line = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not line:
+            continue
+        command = line.lower()
+        if command in ("/quit", "/exit", "/q"):
+            return 0
+        if command == "/help":
+            print(REPL_HELP)
+        elif command == "/reset":
+            session.reset()
+            print("Conversation cleared.")
+        elif command == "/sources":
+            print(render.sources(session.last_answer))
+        elif command.startswith("/"):
+            print(f"Unknown command {line.split()[0]}. " + REPL_HELP.splitlines()[0])
+        else:
+            try:
+                print(render.terminal(engine.ask(line, session)))
+            except QuestionError as exc:
+                print(exc)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rag.evaluate import evaluate, format_report, load_dataset, write_outputs
+
+    config = load(args)
+    items = load_dataset(args.dataset)
+    result = evaluate(open_engine(config), items)
+    print(format_report(result))
+    write_outputs(result, args.predictions, args.report)
+    return 0

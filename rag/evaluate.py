@@ -1,0 +1,176 @@
+"""Evaluation harness: run a JSONL question set through the engine and score it.
+
+Metrics (DESIGN.md): answer accuracy (answerable, not abstained, answer contains a gold answer),
+evidence hit@1 and hit@k (the gold evidence, else a gold answer, inside one of the first k
+citations), abstention recall (unanswerable items abstained), false abstention (answerable items
+abstained), follow-up accuracy (answer accuracy on turns after the first) and warm latency p50/p95.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.answer import Answer, normalise
+from rag.errors import ConfigError, RagError
+
+if TYPE_CHECKING:
+    from rag.engine import Engine
+
+
+@dataclass(frozen=True)
+class Question:
+    item_id: str
+    turn: int
+    question: str
+    answers: tuple[str, ...] = ()
+    evidence: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass
+class Outcome:
+    question: Question
+    answer: Answer
+    prediction: dict[str, Any]
+    correct: bool
+    hit_at_1: bool
+    hit_at_k: bool
+
+
+@dataclass
+class EvalResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    top_k: int = 3
+
+    def metrics(self) -> dict[str, Any]:
+        answerable = [o for o in self.outcomes if o.question.answerable]
+        unanswerable = [o for o in self.outcomes if not o.question.answerable]
+        follow_ups = [o for o in answerable if o.question.turn > 0]
+        latencies = sorted(o.answer.latency_ms for o in self.outcomes)
+        return {
+            "questions": len(self.outcomes),
+            "answerable": len(answerable),
+            "unanswerable": len(unanswerable),
+            "answer_accuracy": _share(answerable, lambda o: o.correct),
+            "evidence_hit@1": _share(answerable, lambda o: o.hit_at_1),
+            f"evidence_hit@{self.top_k}": _share(answerable, lambda o: o.hit_at_k),
+            "abstention_recall": _share(unanswerable, lambda o: o.answer.abstained),
+            "false_abstention": _share(answerable, lambda o: o.answer.abstained),
+            "follow_up_accuracy": _share(follow_ups, lambda o: o.correct),
+            "follow_ups": len(follow_ups),
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p95_ms": _percentile(latencies, 95),
+        }
+
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if (o.question.answerable and not o.correct) or (not o.question.answerable and not o.answer.abstained)]
+
+
+def load_dataset(path: Path) -> list[list[Question]]:
+    """Conversations of questions (a single question is a one-turn conversation)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read dataset {path}: {exc.strerror}") from None
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            items.append(_conversation(record, number))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}:{number}: not a dataset item ({exc})") from None
+    if not items:
+        raise ConfigError(f"{path}: the dataset has no items")
+    return items
+
+
+def _conversation(record: dict[str, Any], number: int) -> list[Question]:
+    item_id = str(record.get("id", f"line{number}"))
+    turns = record["turns"] if "turns" in record else [record]
+    questions = []
+    for turn, t in enumerate(turns):
+        answers = () if t.get("unanswerable") else tuple(t["answers"])
+        if not answers and not t.get("unanswerable"):
+            raise ValueError("an item needs answers or unanswerable: true")
+        questions.append(Question(item_id, turn, t["question"], answers, t.get("evidence")))
+    return questions
+
+
+def evaluate(engine: Engine, items: list[list[Question]]) -> EvalResult:
+    """Ask every question (conversations in one session each) and score the answers."""
+    engine.ask(items[0][0].question)  # warm-up, so latencies are warm
+    result = EvalResult(top_k=engine.config.retrieval.top_k)
+    for conversation in items:
+        session = engine.new_session()
+        for question in conversation:
+            try:
+                answer = engine.ask(question.question, session)
+            except RagError as exc:
+                answer = Answer(question.question, str(exc), abstained=True)
+            result.outcomes.append(score(question, answer, result.top_k))
+    return result
+
+
+def score(question: Question, answer: Answer, top_k: int) -> Outcome:
+    texts = [_fold(c.text) for c in answer.citations]
+    targets = [_fold(question.evidence)] if question.evidence else [_fold(a) for a in question.answers]
+    correct = not answer.abstained and any(_fold(a) in _fold(answer.text) for a in question.answers)
+    usable = not answer.abstained and question.answerable
+    return Outcome(
+        question,
+        answer,
+        answer.to_json(question.item_id, question.turn),
+        correct,
+        usable and any(t in text for t in targets for text in texts[:1]),
+        usable and any(t in text for t in targets for text in texts[:top_k]),
+    )
+
+
+def format_report(result: EvalResult) -> str:
+    metrics = result.metrics()
+    lines = ["metric                 value", "---------------------  -------"]
+    for key, value in metrics.items():
+        shown = "n/a" if value is None else f"{value:.1%}" if isinstance(value, float) and "ms" not in key else f"{value:.1f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<21}  {shown}")
+    failures = result.failures()
+    if failures:
+        lines += ["", f"Failed items ({len(failures)}):"]
+        for o in failures:
+            q = o.question
+            expected = " | ".join(q.answers) if q.answerable else "(abstain)"
+            got = "(abstained)" if o.answer.abstained else o.answer.text
+            lines.append(f"- {q.item_id}#{q.turn} {q.question}\n    expected: {expected}\n    got:      {got[:200]}")
+    return "\n".join(lines)
+
+
+def write_outputs(result: EvalResult, predictions: Path | None, report: Path | None) -> None:
+    if predictions:
+        predictions.write_text("".join(json.dumps(o.prediction, ensure_ascii=False) + "\n" for o in result.outcomes), encoding="utf-8")
+    if report:
+        failures = [{"id": o.question.item_id, "turn": o.question.turn, "question": o.question.question, "expected": list(o.question.answers), "got": o.answer.text, "abstained": o.answer.abstained} for o in result.failures()]
+        report.write_text(json.dumps({"metrics": result.metrics(), "failures": failures}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _fold(text: str) -> str:
+    return normalise(text).lower()
+
+
+def _share(outcomes: list[Outcome], test) -> float | None:
+    return sum(1 for o in outcomes if test(o)) / len(outcomes) if outcomes else None
+
+
+def _percentile(values: list[float], p: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if p < 100 else values[-1]
