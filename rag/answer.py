@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from rag.retrieve import Candidate
 
-LEXICAL_WEIGHT = 0.5
 PRONOUN_OPENING = re.compile(r"^\W*(he|she|they|it|this|these|those|his|her|their|its)\b", re.I)
 NUMBER = re.compile(
     r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -139,16 +138,23 @@ class ExtractiveAnswerer:
         return Answer(question, text, False, self._citations(_unique(cited)[: max(self.top_k, len(passages))]))
 
     def rank(self, question: str, candidates: list[Candidate], context: str = "") -> list[Scored]:
-        """Candidates by score: cosine similarity plus weighted term coverage."""
+        """Candidates by score: cosine similarity plus weighted term coverage.
+
+        For a follow-up (`context` given) both the similarity and the coverage blend the question
+        alone with the question read together with the conversation.
+        """
         terms = content_terms(question)
         context_terms = content_terms(context)
+        share = self.config.context_weight if context_terms else 0.0
         scored = []
         for candidate in candidates:
             passage_terms = self.terms[candidate.node.node_id]
-            coverage = self.weights.coverage(terms, passage_terms) if terms else 0.0
-            if context_terms:
-                coverage = 0.8 * coverage + 0.2 * self.weights.coverage(context_terms, passage_terms)
-            scored.append(Scored(candidate.node, candidate.similarity + LEXICAL_WEIGHT * coverage))
+            coverage = self.weights.coverage(terms, passage_terms)
+            similarity = candidate.similarities[0]
+            if share:
+                coverage = (1 - share) * coverage + share * self.weights.coverage(context_terms, passage_terms)
+                similarity = (1 - share) * similarity + share * candidate.similarities[-1]
+            scored.append(Scored(candidate.node, similarity + self.config.lexical_weight * coverage))
         return sorted(scored, key=lambda s: s.score, reverse=True)
 
     def _answer_text(self, node: TextNode) -> str:

@@ -42,7 +42,9 @@ class RetrievalConfig(_Section):
 
 
 class AnswerConfig(_Section):
-    min_score: float = Field(0.42, ge=0.0, le=2.0)
+    min_score: float = Field(0.62, ge=0.0, le=3.0)
+    lexical_weight: float = Field(1.0, ge=0.0, le=5.0)
+    context_weight: float = Field(0.5, ge=0.0, le=1.0)
     citation_min_score: float = Field(0.3, ge=0.0, le=2.0)
     max_question_chars: int = Field(1000, ge=10)
     abstain_message: str = "The article doesn't say. I couldn't find this in the text."

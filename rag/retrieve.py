@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Candidate:
     node: TextNode
-    similarity: float  # cosine similarity between the query and the passage
+    similarities: tuple[float, ...]  # cosine similarity between each query and the passage
     fused: float  # reciprocal-rank-fusion score
+
+    @property
+    def similarity(self) -> float:
+        """Similarity to the first (main) query."""
+        return self.similarities[0]
 
 
 class HybridRetriever:
@@ -47,7 +52,7 @@ class HybridRetriever:
         return np.asarray(self.embed_model.get_query_embedding(text), dtype="float32")
 
     def retrieve(self, queries: list[str]) -> list[Candidate]:
-        """Candidates for the first query, fused over dense and BM25 rankings of every query."""
+        """Candidates fused over dense and BM25 rankings of every query, with per-query similarities."""
         from llama_index.core.schema import QueryBundle
 
         vectors = [self.embed(q) for q in queries]
@@ -57,10 +62,11 @@ class HybridRetriever:
             rankings.append([hit.node.node_id for hit in self.dense.retrieve(bundle)])
             rankings.append([hit.node.node_id for hit in self.bm25.retrieve(bundle) if hit.score > 0])
         fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
-        return [Candidate(self.nodes[node_id], self.similarity(vectors[0], node_id), score) for node_id, score in fused]
+        return [Candidate(self.nodes[node_id], self._similarities(vectors, node_id), score) for node_id, score in fused]
 
-    def similarity(self, vector: np.ndarray, node_id: str) -> float:
-        return float(np.dot(vector, self.faiss.reconstruct(self.positions[node_id])))
+    def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
+        passage = self.faiss.reconstruct(self.positions[node_id])
+        return tuple(float(np.dot(vector, passage)) for vector in vectors)
 
 
 def reciprocal_rank_fusion(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:
