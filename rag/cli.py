@@ -90,10 +90,10 @@ def run_index(args: argparse.Namespace) -> int:
 def run_ask(args: argparse.Namespace) -> int:
     from rag import render
 
+    from rag.engine import check_question
+
     config = load(args)
-    question = " ".join(args.question.split())
-    if not question:  # checked before loading anything, so the reply is instant
-        raise QuestionError("Please ask a question about the document.")
+    question = check_question(args.question, config.answer.max_question_chars)  # before the slow load
     answer = open_engine(config).ask(question)
     print(render.as_json(answer) if args.json else render.terminal(answer))
     return 0

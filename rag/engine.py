@@ -1,4 +1,7 @@
-"""The engine every front end shares: load documents and index once, then answer questions."""
+"""The engine every front end shares: load documents and index once, then answer questions.
+
+Heavy libraries are imported inside `Engine.open`, so checking a question costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,11 @@ from rag.chat import ChatSession
 from rag.config import Config
 from rag.errors import QuestionError
 from rag.lexical import words
-from rag.store import Progress, display_path, load_documents, open_index
 
 if TYPE_CHECKING:
     from rag.ingest import SourceDocument
     from rag.retrieve import HybridRetriever
-    from rag.store import StoredIndex
+    from rag.store import Progress, StoredIndex
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Engine:
         """Read the documents, load (or build) the index and get ready to answer."""
         from rag.embedding import load_embed_model
         from rag.retrieve import HybridRetriever
+        from rag.store import display_path, load_documents, open_index
 
         documents = load_documents(config)
         embed_model = load_embed_model(config.embedding)
@@ -46,7 +49,7 @@ class Engine:
     def ask(self, question: str, session: ChatSession | None = None) -> Answer:
         """Answer one question; with a session, follow-ups use (and extend) its history."""
         started = time.perf_counter()
-        question = self.check_question(question)
+        question = check_question(question, self.config.answer.max_question_chars)
         context = session.context_for(question) if session else ""
         queries = [question, f"{question} {context}"] if context else [question]
         answer = self.answerer.answer(question, self.retriever.retrieve(queries), context)
@@ -55,14 +58,14 @@ class Engine:
             session.add(question, answer)
         return answer
 
-    def check_question(self, question: str) -> str:
-        """The question with surrounding whitespace removed; QuestionError when unusable."""
-        question = " ".join(question.split())
-        if not question:
-            raise QuestionError("Please ask a question about the document.")
-        limit = self.config.answer.max_question_chars
-        if len(question) > limit:
-            raise QuestionError(f"That question is {len(question)} characters long; please keep it under {limit}.")
-        if not words(question):
-            raise QuestionError("Please ask your question in words.")
-        return question
+
+def check_question(question: str, limit: int) -> str:
+    """The question with its whitespace normalised; QuestionError when it cannot be asked."""
+    question = " ".join(question.split())
+    if not question:
+        raise QuestionError("Please ask a question about the document.")
+    if len(question) > limit:
+        raise QuestionError(f"That question is {len(question):,} characters long; please keep it under {limit:,}.")
+    if not words(question):
+        raise QuestionError("Please ask your question in words.")
+    return question

@@ -1,0 +1,64 @@
+"""Shared fixtures: no network, data folders under tmp_path, and one real engine per session.
+
+The engine fixtures use the real packaged embedding model, FAISS and BM25 on the bundled DW
+article; building the index takes a few seconds, so it is built once per test session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+DW_ARTICLE = ROOT / "data" / "dw-icc-sanctions.txt"
+
+sys.path.insert(0, str(NETGUARD))
+import sitecustomize  # noqa: E402,F401  (installs the loopback-only socket guard in this process too)
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_paths(tmp_path_factory, monkeypatch):
+    """Every test gets its own index folder; nothing is written into the working copy."""
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(NETGUARD), str(ROOT)]))
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def article(session_dir) -> Path:
+    """A private copy of the DW article (tests may not edit the bundled one)."""
+    path = session_dir / "dw-icc-sanctions.txt"
+    shutil.copy(DW_ARTICLE, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def config(article, session_dir):
+    from rag.config import load_config
+
+    return load_config(ROOT / "config.yaml", doc=article, index_dir=session_dir / "index")
+
+
+@pytest.fixture(scope="session")
+def engine(config):
+    from rag.engine import Engine
+
+    return Engine.open(config)
+
+
+@pytest.fixture(scope="session")
+def shared_index_dir(engine) -> Path:
+    """An index folder already built for the DW article (for CLI subprocess tests)."""
+    return engine.config.index_dir

@@ -1,0 +1,61 @@
+import re
+
+import pytest
+
+from rag.answer import expected_kind, fits_kind, normalise
+
+
+def test_visa_question_quotes_the_visa_sentence(engine):
+    answer = engine.ask("who revoked Bensouda's visa?")
+    assert not answer.abstained
+    assert answer.text.startswith("Last year, the administration revoked the American visa")
+    first = answer.citations[0]
+    assert first.n == 1 and first.paragraph == 9
+    assert first.text == answer.text
+
+
+def test_citations_are_document_slices(engine):
+    text = engine.documents[0].text
+    for question in ["Who is the US Secretary of State?", "Which news agencies is the report based on?", "What is the capital of France?"]:
+        for citation in engine.ask(question).citations:
+            assert normalise(text[citation.start : citation.end]) == citation.text
+            assert citation.source.endswith("dw-icc-sanctions.txt")
+
+
+def test_answer_uses_only_document_words(engine):
+    answer = engine.ask("What did Pompeo call the court?")
+    document_words = set(re.findall(r"\w+", engine.documents[0].text))
+    assert set(re.findall(r"\w+", answer.text)) <= document_words
+
+
+def test_pronoun_opening_brings_its_antecedent(engine):
+    answer = engine.ask("Who hinted that NATO members might be next?")
+    assert "Mike Pompeo" in answer.text and "could be next" in answer.text
+    assert "He also implied" in answer.citations[0].text
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What is the capital of France?", "How many judges does the ICC have?", "What did Joe Biden say about the sanctions?", "Wer hat Bensoudas Visum widerrufen?"],
+)
+def test_abstains_when_the_document_does_not_say(engine, question):
+    answer = engine.ask(question)
+    assert answer.abstained
+    assert answer.text == engine.config.answer.abstain_message
+
+
+def test_answer_json_has_the_fixed_shape(engine):
+    data = engine.ask("who revoked Bensouda's visa?").to_json("q7", 1)
+    assert list(data) == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms"]
+    assert (data["id"], data["turn"]) == ("q7", 1)
+    assert list(data["citations"][0]) == ["n", "text", "start", "end", "paragraph", "score", "source"]
+
+
+def test_expected_kinds():
+    assert expected_kind("How many soldiers were pardoned?") == "number"
+    assert expected_kind("When did the judges approve it?") == "time"
+    assert expected_kind("Who said it?") == "name"
+    assert expected_kind("What did he say?") is None
+    assert fits_kind("He pardoned two soldiers.", "number")
+    assert not fits_kind("The judges approved it.", "number")
+    assert fits_kind("It happened in March.", "time")

@@ -1,0 +1,32 @@
+from rag.chat import ChatSession, is_follow_up
+
+
+def test_follow_up_uses_the_previous_turn(engine):
+    session = engine.new_session()
+    first = engine.ask("Who is the ICC's chief prosecutor?", session)
+    assert "Fatou Bensouda" in first.text
+    follow_up = engine.ask("Where was she born?", session)
+    assert not follow_up.abstained
+    assert "Gambian-born" in follow_up.text
+
+
+def test_reset_forgets_the_conversation(engine):
+    session = engine.new_session()
+    engine.ask("Who is the US Secretary of State?", session)
+    session.reset()
+    assert session.context_for("What did he call the court?") == ""
+    assert session.last_answer is None
+
+
+def test_history_is_bounded(engine):
+    session = ChatSession(history_turns=2)
+    for question in ["Who is Fatou Bensouda?", "Who is Mike Pompeo?", "Who pardoned two soldiers?"]:
+        engine.ask(question, session)
+    assert [q for q, _ in session.turns] == ["Who is Mike Pompeo?", "Who pardoned two soldiers?"]
+    assert ChatSession(history_turns=0).context_for("Where was she born?") == ""
+
+
+def test_follow_up_detection():
+    assert is_follow_up("What did they demand?")
+    assert is_follow_up("Why?")
+    assert not is_follow_up("Who revoked Bensouda's visa?")

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from rag.config import Config, load_config
+from rag.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_project_config_is_valid_and_matches_defaults(monkeypatch):
+    monkeypatch.delenv("RAG_INDEX_DIR")
+    from tests.conftest import ROOT
+
+    config = load_config(ROOT / "config.yaml")
+    defaults = Config()
+    assert config.answer == defaults.answer
+    assert config.retrieval == defaults.retrieval
+    assert config.documents == [ROOT / "data" / "dw-icc-sanctions.txt"]
+    assert config.index_dir == ROOT / "index"
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"retrieval\.topk: unknown key"):
+        load_config(write(tmp_path, "retrieval:\n  topk: 3\n"))
+
+
+def test_bad_value_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"retrieval\.top_k"):
+        load_config(write(tmp_path, "retrieval:\n  top_k: zero\n"))
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(write(tmp_path, "retrieval: [\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_paths_are_relative_to_the_file_and_overridable(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAG_INDEX_DIR")
+    path = write(tmp_path, "documents: [docs/a.txt]\nindex_dir: idx\n")
+    config = load_config(path)
+    assert config.documents == [tmp_path / "docs" / "a.txt"]
+    assert config.index_dir == tmp_path / "idx"
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "env-idx"))
+    monkeypatch.setenv("RAG_DOC", str(tmp_path / "env.txt"))
+    config = load_config(path)
+    assert config.index_dir == tmp_path / "env-idx"
+    assert config.documents == [tmp_path / "env.txt"]
+    assert load_config(path, doc=tmp_path / "cli.txt").documents == [tmp_path / "cli.txt"]
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")).retrieval.top_k == Config().retrieval.top_k

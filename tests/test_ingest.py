@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from rag.errors import DocumentError
+from rag.ingest import classify, read_document
+from tests.conftest import DW_ARTICLE
+
+
+def kinds(document):
+    return {document.text[p.start : p.end].split("\n")[0][:25]: p.kind for p in document.paragraphs}
+
+
+def test_dw_article_boilerplate_is_dropped_and_content_kept():
+    document = read_document(DW_ARTICLE)
+    labels = kinds(document)
+    assert labels["Read more: Why is the US "] == "boilerplate"
+    assert labels["Watch video 06:33 Share P"] == "boilerplate"
+    assert labels["DW sends out a daily sele"] == "boilerplate"
+    assert labels["Feuding investigations"] == "heading"
+    assert labels["dv/dr (AFP, Reuters)"] == "attribution"
+    assert sum(1 for p in document.paragraphs if p.kind == "text") == 8
+    assert [p.number for p in document.paragraphs] == list(range(1, 14))
+
+
+def test_paragraph_offsets_are_slices_of_the_file():
+    document = read_document(DW_ARTICLE)
+    raw = DW_ARTICLE.read_text(encoding="utf-8")
+    for paragraph in document.paragraphs:
+        block = raw[paragraph.start : paragraph.end]
+        assert block == block.strip() and block
+    assert raw[document.paragraphs[8].start :].startswith("Last year, the administration revoked")
+
+
+def test_classify_generic_patterns():
+    assert classify("Subscribe to our newsletter. Sign up here.") == "boilerplate"
+    assert classify("jsi/rt (AP, dpa)") == "attribution"
+    assert classify("# Results\n") == "heading"
+    assert classify("Results\n=======") == "heading"
+    assert classify("The results were read out on Monday.") == "text"
+    assert classify("Read more: a long essay about it.", drop_boilerplate=False) == "text"
+
+
+def test_markdown_and_wrapped_text(tmp_path):
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes\n\nFirst line\ncontinues here.\n\nSecond paragraph.\n", encoding="utf-8")
+    document = read_document(path)
+    assert document.title == "Notes"
+    assert [p.kind for p in document.paragraphs] == ["heading", "text", "text"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [("missing.txt", None, "not found"), ("empty.txt", "  \n", "empty"), ("doc.pdf", "x", "unsupported"), ("bin.txt", b"\xff\xfe\x00", "UTF-8")],
+)
+def test_unusable_documents_raise_clear_errors(tmp_path: Path, name, content, message):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(DocumentError, match=message):
+        read_document(path)
