@@ -1,0 +1,110 @@
+"""The real command-line entry point, run as a subprocess (`python -m rag ...`)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag.answer import normalise
+from tests.conftest import ROOT
+
+
+def rag(*args: str, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag", *args], input=stdin, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def where(article, shared_index_dir):
+    return ["--doc", str(article), "--index-dir", str(shared_index_dir)]
+
+
+def test_ask_json_matches_the_fixed_interface(where, article):
+    result = rag("ask", "--json", *where, "who revoked Bensouda's visa?")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data) == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms"]
+    assert "revoked the American visa" in data["answer"] and data["abstained"] is False
+    text = article.read_text(encoding="utf-8")
+    for citation in data["citations"]:
+        assert normalise(text[citation["start"] : citation["end"]]) == citation["text"]
+    assert data["citations"][0]["paragraph"] == 9
+
+
+def test_ask_prints_the_answer_then_the_citations(where):
+    result = rag("ask", *where, "Who is the US Secretary of State?")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Mike Pompeo" in lines[0] and "[1]" in result.stdout
+    assert "Sources:" in lines and "paragraph 3" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [("", "Please ask a question"), ("   \n ", "Please ask a question"), ("x" * 10_000, "10,000 characters"), ("🙂🙂🙂", "in words")],
+)
+def test_unusable_questions_get_one_line_and_status_2(where, question, message):
+    result = rag("ask", *where, question)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_german_question_gets_a_plain_reply(where):
+    result = rag("ask", *where, "Wer hat Bensoudas Visum widerrufen?")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert result.stdout.startswith("The article doesn't say")
+
+
+def test_setup_errors_are_one_line(tmp_path):
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("retrieval:\n  top_k: -1\n")
+    for args in (["ask", "--config", str(bad_config), "hi there"], ["ask", "--doc", str(tmp_path / "none.txt"), "hi there"]):
+        result = rag(*args)
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_corrupt_index_is_reported_with_the_remedy(article, tmp_path):
+    index_dir = tmp_path / "idx"
+    assert rag("index", "--doc", str(article), "--index-dir", str(index_dir)).returncode == 0
+    (index_dir / "vectors.faiss").write_bytes(b"\x00" * 10)
+    result = rag("ask", "--doc", str(article), "--index-dir", str(index_dir), "who revoked the visa?")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "vectors.faiss" in result.stderr and "python -m rag index --rebuild" in result.stderr
+    repaired = rag("index", "--rebuild", "--doc", str(article), "--index-dir", str(index_dir))
+    assert repaired.returncode == 0 and "up to date" in repaired.stdout
+
+
+def test_chat_repl_end_to_end(where):
+    script = "\n".join(
+        ["/help", "Who is the ICC's chief prosecutor?", "Where was she born?", "/sources", "/reset", "/sources", "/nonsense"]
+    ) + "\n"  # then end of input, as Ctrl-D
+    result = rag("chat", *where, stdin=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "/sources" in out and "/reset" in out  # help
+    assert out.count("Gambian-born Fatou Bensouda") >= 3  # answer, follow-up, full sources
+    assert "paragraph 9, chars" in out
+    assert "Conversation cleared." in out
+    assert "No sources yet" in out  # /sources after /reset
+    assert "Unknown command /nonsense" in out
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_writes_predictions_and_report(where, tmp_path):
+    dataset = tmp_path / "set.jsonl"
+    dataset.write_text(
+        '{"id": "a", "question": "who revoked Bensouda\'s visa?", "answers": ["revoked the American visa"], "evidence": "revoked the American visa"}\n'
+        '{"id": "u", "question": "What is the capital of France?", "unanswerable": true}\n'
+        '{"id": "c", "turns": [{"question": "Who is the US Secretary of State?", "answers": ["Pompeo"]}, {"question": "What did he call the court?", "answers": ["kangaroo court"]}]}\n'
+    )
+    predictions, report = tmp_path / "pred.jsonl", tmp_path / "report.json"
+    result = rag("eval", "--dataset", str(dataset), *where, "--predictions", str(predictions), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "answer_accuracy        100.0%" in result.stdout
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [(r["id"], r["turn"]) for r in rows] == [("a", 0), ("u", 0), ("c", 0), ("c", 1)]
+    metrics = json.loads(report.read_text())["metrics"]
+    assert metrics["abstention_recall"] == 1.0 and metrics["follow_up_accuracy"] == 1.0

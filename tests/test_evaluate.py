@@ -1,0 +1,60 @@
+import pytest
+
+from rag.answer import Answer, Citation
+from rag.errors import ConfigError
+from rag.evaluate import EvalResult, Question, load_dataset, score
+
+
+def citation(text: str) -> Citation:
+    return Citation(1, text, 0, len(text), 1, 0.9, "doc.txt")
+
+
+def test_scoring_follows_the_design_definitions():
+    question = Question("q", 0, "who?", ("Fatou  Bensouda",), "revoked the visa")
+    good = score(question, Answer("who?", "The prosecutor, fatou bensouda.", False, [citation("They revoked the visa.")]), 3)
+    assert good.correct and good.hit_at_1
+    abstained = score(question, Answer("who?", "Fatou Bensouda", True, [citation("revoked the visa")]), 3)
+    assert not abstained.correct and not abstained.hit_at_1
+    late = score(question, Answer("who?", "Bensouda?", False, [citation("x"), citation("revoked the visa")]), 3)
+    assert not late.correct and not late.hit_at_1 and late.hit_at_k
+
+
+def test_metrics_count_each_group():
+    answerable = Question("a", 0, "q", ("yes",))
+    follow_up = Question("c", 1, "q", ("no",))
+    unanswerable = Question("u", 0, "q")
+    result = EvalResult(top_k=3)
+    result.outcomes = [
+        score(answerable, Answer("q", "yes", False, [citation("yes")], latency_ms=2.0), 3),
+        score(follow_up, Answer("q", "n/a", True, latency_ms=4.0), 3),
+        score(unanswerable, Answer("q", "n/a", True, latency_ms=6.0), 3),
+    ]
+    metrics = result.metrics()
+    assert metrics["answer_accuracy"] == 0.5
+    assert metrics["false_abstention"] == 0.5
+    assert metrics["abstention_recall"] == 1.0
+    assert metrics["follow_up_accuracy"] == 0.0
+    assert metrics["latency_p50_ms"] == 4.0
+    assert [o.question.item_id for o in result.failures()] == ["c"]
+
+
+def test_load_dataset_reads_all_item_kinds(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "q", "question": "a?", "answers": ["b"]}\n\n{"id": "u", "question": "c?", "unanswerable": true}\n{"id": "t", "turns": [{"question": "d?", "answers": ["e"]}, {"question": "f?", "answers": ["g"]}]}\n')
+    items = load_dataset(path)
+    assert [[(q.item_id, q.turn, q.answerable) for q in conv] for conv in items] == [[("q", 0, True)], [("u", 0, False)], [("t", 0, True), ("t", 1, True)]]
+
+
+def test_bad_dataset_lines_are_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "q", "question": "a?"}\n')
+    with pytest.raises(ConfigError, match=r"d.jsonl:1"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("name", ["dw-icc-sanctions.jsonl", "python-license.jsonl"])
+def test_bundled_question_sets_are_valid(name):
+    from tests.conftest import ROOT
+
+    items = load_dataset(ROOT / "eval" / name)
+    assert len(items) >= 25

@@ -1,0 +1,80 @@
+import json
+import shutil
+
+import pytest
+
+from rag.engine import Engine
+from rag.errors import IndexCorruptError
+from rag.store import DOCSTORE, INDEX_STORE, MANIFEST, VECTORS
+
+QUESTIONS = ["who revoked Bensouda's visa?", "Which allies could be next?", "What is the capital of France?"]
+
+
+@pytest.fixture
+def copied(engine, tmp_path):
+    """A private copy of the session's built index, plus a config pointing at it."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(engine.config.index_dir, index_dir)
+    return engine.config.model_copy(update={"index_dir": index_dir})
+
+
+def test_persist_then_load_gives_identical_answers(engine, copied):
+    messages = []
+    loaded = Engine.open(copied, progress=messages.append)
+    assert messages == []  # loaded, not rebuilt
+    for question in QUESTIONS:
+        before, after = engine.ask(question), loaded.ask(question)
+        assert (after.text, after.abstained, after.citations) == (before.text, before.abstained, before.citations)
+
+
+def test_manifest_records_what_the_index_was_built_from(copied):
+    manifest = json.loads((copied.index_dir / MANIFEST).read_text())
+    assert manifest["node_count"] == 11
+    assert manifest["model"].startswith("all-MiniLM-L6-v2")
+    assert manifest["chunking"] == {"unit": "sentence", "drop_boilerplate": True}
+    assert len(manifest["documents"][0]["sha256"]) == 64
+    assert {"faiss-cpu", "llama-index-core"} <= set(manifest["libraries"])
+    assert not list(copied.index_dir.glob("*.pkl")) and not list(copied.index_dir.glob("*.pickle"))
+
+
+def test_editing_the_document_triggers_a_rebuild(copied, tmp_path):
+    document = tmp_path / "article.txt"
+    shutil.copy(copied.documents[0], document)
+    config = copied.model_copy(update={"documents": [document]})
+    Engine.open(config)  # index for this path/content
+    with document.open("a", encoding="utf-8") as handle:
+        handle.write("\n\nThe court's new building opened in 2015 near the dunes.\n")
+    messages = []
+    engine = Engine.open(config, progress=messages.append)
+    assert any("document or settings changed" in m for m in messages)
+    assert "2015" in engine.ask("When did the court's new building open?").text
+
+
+def test_changing_chunking_settings_triggers_a_rebuild(copied):
+    config = copied.model_copy(update={"chunking": copied.chunking.model_copy(update={"unit": "paragraph"})})
+    messages = []
+    engine = Engine.open(config, progress=messages.append)
+    assert messages and len(engine.stored.nodes) == 9
+
+
+@pytest.mark.parametrize("name", [VECTORS, DOCSTORE, INDEX_STORE, MANIFEST])
+def test_truncated_index_file_gives_a_clear_error(copied, name):
+    path = copied.index_dir / name
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+    with pytest.raises(IndexCorruptError) as error:
+        Engine.open(copied)
+    assert str(path) in str(error.value)
+    assert "python -m rag index --rebuild" in str(error.value)
+
+
+def test_missing_index_file_gives_a_clear_error(copied):
+    (copied.index_dir / VECTORS).unlink()
+    with pytest.raises(IndexCorruptError, match="is missing"):
+        Engine.open(copied)
+
+
+def test_rebuild_repairs_a_corrupt_index(copied):
+    (copied.index_dir / VECTORS).write_bytes(b"garbage")
+    engine = Engine.open(copied, rebuild=True)
+    assert not engine.ask(QUESTIONS[0]).abstained
+    Engine.open(copied)  # and it loads cleanly afterwards
