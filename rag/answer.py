@@ -126,7 +126,8 @@ class ExtractiveAnswerer:
         kind = expected_kind(question)
         fitting = [s for s in ranked if fits_kind(self._answer_text(s.node), kind)]
         if unknown_names(question, self.weights) or not fitting or fitting[0].score < self.config.min_score:
-            return Answer(question, self.config.abstain_message, True, self._citations(ranked[:2]))
+            closest = [s for s in ranked[:2] if s.score >= self.config.citation_min_score]
+            return Answer(question, self.config.abstain_message, True, self._citations(closest))
         best = fitting[0]
         passages = [best.node]
         antecedent = self._antecedent(best.node)
