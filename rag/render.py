@@ -1,4 +1,4 @@
-"""Turn an `Answer` into text for a person: the answer first, then its numbered citations."""
+"""Turn an `Answer` into text for a person (terminal, Telegram HTML) or JSON: the answer first, then its citations."""
 
 from __future__ import annotations
 
@@ -39,8 +39,7 @@ def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
 
 
 def _citation_line(c: Citation, limit: int) -> str:
-    quote = c.text if len(c.text) <= limit else c.text[: limit - 1].rstrip() + "…"
-    return f"[{c.n}] “{quote}” ({_where(c)})"
+    return f"[{c.n}] “{_snippet(c.text, limit)}” ({_where(c)})"
 
 
 def _where(c: Citation) -> str:
@@ -49,3 +48,43 @@ def _where(c: Citation) -> str:
 
 def _wrap(text: str, width: int = 100) -> str:
     return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
+
+
+TELEGRAM_LIMIT = 4096
+
+
+def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Answer and compact citations as Telegram HTML messages, each at most `limit` characters."""
+    from html import escape
+
+    parts = [escape(answer.text) + ("" if answer.abstained else " [1]")]
+    if answer.citations:
+        heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
+        parts.append(f"<b>{heading}</b>")
+        parts += [f"[{c.n}] <i>{escape(_snippet(c.text))}</i> (paragraph {c.paragraph})" for c in answer.citations]
+    return split_messages(parts, limit)
+
+
+def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Join paragraphs into messages of at most `limit` characters, breaking between paragraphs."""
+    messages, current = [], ""
+    for paragraph in paragraphs:
+        while len(paragraph) > limit:  # a single over-long paragraph: cut at a space
+            cut = paragraph.rfind(" ", 0, limit) if " " in paragraph[:limit] else limit
+            messages, current = _flush(messages, current), ""
+            messages.append(paragraph[:cut])
+            paragraph = paragraph[cut:].lstrip()
+        candidate = f"{current}\n\n{paragraph}" if current else paragraph
+        if len(candidate) > limit:
+            messages, current = _flush(messages, current), paragraph
+        else:
+            current = candidate
+    return _flush(messages, current)
+
+
+def _flush(messages: list[str], current: str) -> list[str]:
+    return messages + [current] if current else messages
+
+
+def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

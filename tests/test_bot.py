@@ -1,0 +1,28 @@
+"""The Telegram entry point's start-up checks (the full bot is tested against a fake Bot API server in later work)."""
+
+import subprocess
+import sys
+
+from rag.answer import Answer, Citation
+from rag.render import split_messages, telegram_html
+from tests.conftest import ROOT
+
+
+def test_without_a_token_the_bot_exits_with_one_line(monkeypatch):
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    result = subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you"
+
+
+def test_telegram_html_escapes_document_text():
+    citation = Citation(1, "a <b> & c", 0, 9, 1, 0.9, "doc.txt")
+    (message,) = telegram_html(Answer("q", "x < y & z", False, [citation]))
+    assert "x &lt; y &amp; z [1]" in message and "a &lt;b&gt; &amp; c" in message
+
+
+def test_long_replies_are_split_between_paragraphs():
+    paragraphs = ["word " * 300, "more " * 300, "end"]
+    messages = split_messages(paragraphs, limit=2000)
+    assert all(len(m) <= 2000 for m in messages) and len(messages) == 2
+    assert split_messages(["x" * 5000], limit=4096) == ["x" * 4096, "x" * 904]
