@@ -6,7 +6,8 @@ names who is meant). A passage's score blends its cosine similarity to the quest
 IDF-weighted share of the question's content words it contains. The answerer abstains when
 
 - the question names something (a capitalised word) that appears nowhere in the document,
-- no passage of the expected kind exists ("how many" needs a number, "when" a time), or
+- no passage of the expected kind exists ("how many" needs a number, "when" a time; "how many
+  soldiers" also needs the word "soldiers"), or
 - the best score is below ``answer.min_score`` (calibrated with `python -m rag eval`).
 """
 
@@ -103,6 +104,12 @@ def fits_kind(text: str, kind: str | None) -> bool:
     return True
 
 
+def counted_things(question: str) -> set[str]:
+    """Stems of what a "how many ..." question counts ("how many US soldiers" -> {"us", "soldier"})."""
+    match = re.search(r"\bhow many ((?:\S+\s+){0,1}\S+)", question.lower())
+    return set(content_terms(match.group(1))) if match else set()
+
+
 def unknown_names(question: str, vocabulary: TermWeights) -> list[str]:
     """Capitalised words of the question (not its first word) that the document never uses."""
     names = [w for w in NAME.findall(question.strip()) if w != "I"]
@@ -124,7 +131,11 @@ class ExtractiveAnswerer:
         """Answer `question` from retrieval `candidates`; `context` is the conversation so far."""
         ranked = self.rank(question, candidates, context)
         kind = expected_kind(question)
-        fitting = [s for s in ranked if fits_kind(self._answer_text(s.node), kind)]
+        counted = counted_things(question)
+        fitting = [
+            s for s in ranked
+            if fits_kind(self._answer_text(s.node), kind) and (not counted or counted & set(content_terms(self._answer_text(s.node))))
+        ]
         if unknown_names(question, self.weights) or not fitting or fitting[0].score < self.config.min_score:
             closest = [s for s in ranked[:2] if s.score >= self.config.citation_min_score]
             return Answer(question, self.config.abstain_message, True, self._citations(closest))

@@ -59,3 +59,11 @@ def test_expected_kinds():
     assert fits_kind("He pardoned two soldiers.", "number")
     assert not fits_kind("The judges approved it.", "number")
     assert fits_kind("It happened in March.", "time")
+
+
+def test_counted_things():
+    from rag.answer import counted_things
+
+    assert counted_things("How many US soldiers did Trump pardon?") == {"us", "soldier"}
+    assert counted_things("How many employees does it have?") == {"employe"}
+    assert counted_things("Who pardoned them?") == set()
