@@ -130,24 +130,23 @@ class ExtractiveAnswerer:
     def answer(self, question: str, candidates: list[Candidate], context: str = "") -> Answer:
         """Answer `question` from retrieval `candidates`; `context` is the conversation so far."""
         ranked = self.rank(question, candidates, context)
-        kind = expected_kind(question)
-        counted = counted_things(question)
-        fitting = [
-            s for s in ranked
-            if fits_kind(self._answer_text(s.node), kind) and (not counted or counted & set(content_terms(self._answer_text(s.node))))
-        ]
+        kind, counted = expected_kind(question), counted_things(question)
+        fitting = [s for s in ranked if self._has_kind_of_answer(s.node, kind, counted)]
         if unknown_names(question, self.weights) or not fitting or fitting[0].score < self.config.min_score:
             closest = [s for s in ranked[:2] if s.score >= self.config.citation_min_score]
             return Answer(question, self.config.abstain_message, True, self._citations(closest))
         best = fitting[0]
-        passages = [best.node]
         antecedent = self._antecedent(best.node)
-        if antecedent is not None:
-            passages.insert(0, antecedent)
-        text = " ".join(normalise(p.text) for p in passages)
-        supporting = [s for s in ranked if s.node is not best.node and s.score >= self.config.citation_min_score]
-        cited = [best] + ([Scored(antecedent, best.score)] if antecedent is not None else []) + supporting
-        return Answer(question, text, False, self._citations(_unique(cited)[: max(self.top_k, len(passages))]))
+        quoted = [best.node] if antecedent is None else [antecedent, best.node]
+        text = " ".join(normalise(node.text) for node in quoted)
+        cited = [best] + [Scored(antecedent, best.score)] * (antecedent is not None)
+        cited += [s for s in ranked if s.score >= self.config.citation_min_score]
+        return Answer(question, text, False, self._citations(_unique(cited)[: max(self.top_k, len(quoted))]))
+
+    def _has_kind_of_answer(self, node: TextNode, kind: str | None, counted: set[str]) -> bool:
+        """Whether the passage (with its antecedent) holds the kind of answer asked for."""
+        text = self._answer_text(node)
+        return fits_kind(text, kind) and (not counted or bool(counted & set(content_terms(text))))
 
     def rank(self, question: str, candidates: list[Candidate], context: str = "") -> list[Scored]:
         """Candidates by score: cosine similarity plus weighted term coverage.

@@ -139,8 +139,7 @@ def format_report(result: EvalResult) -> str:
     metrics = result.metrics()
     lines = ["metric                 value", "---------------------  -------"]
     for key, value in metrics.items():
-        shown = "n/a" if value is None else f"{value:.1%}" if isinstance(value, float) and "ms" not in key else f"{value:.1f}" if isinstance(value, float) else str(value)
-        lines.append(f"{key:<21}  {shown}")
+        lines.append(f"{key:<21}  {_shown(key, value)}")
     failures = result.failures()
     if failures:
         lines += ["", f"Failed items ({len(failures)}):"]
@@ -158,6 +157,15 @@ def write_outputs(result: EvalResult, predictions: Path | None, report: Path | N
     if report:
         failures = [{"id": o.question.item_id, "turn": o.question.turn, "question": o.question.question, "expected": list(o.question.answers), "got": o.answer.text, "abstained": o.answer.abstained} for o in result.failures()]
         report.write_text(json.dumps({"metrics": result.metrics(), "failures": failures}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _shown(key: str, value: Any) -> str:
+    """Shares as percentages, latencies in ms, counts as they are."""
+    if value is None:
+        return "n/a"
+    if key.endswith("_ms"):
+        return f"{value:.1f}"
+    return f"{value:.1%}" if isinstance(value, float) else str(value)
 
 
 def _fold(text: str) -> str:
