@@ -55,7 +55,7 @@ class SourceDocument:
         first = self.paragraphs[0]
         if first.kind == "heading":
             return heading_text(self.text[first.start : first.end])
-        return self.path.stem.replace("-", " ").replace("_", " ")
+        return self.path.name
 
     def content(self) -> list[Paragraph]:
         """Paragraphs that carry content (everything but boilerplate)."""

@@ -46,6 +46,7 @@ def test_markdown_and_wrapped_text(tmp_path):
     path.write_text("# Notes\n\nFirst line\ncontinues here.\n\nSecond paragraph.\n", encoding="utf-8")
     document = read_document(path)
     assert document.title == "Notes"
+    assert read_document(DW_ARTICLE).title == "dw-icc-sanctions.txt"
     assert [p.kind for p in document.paragraphs] == ["heading", "text", "text"]
 
 
