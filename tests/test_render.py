@@ -1,0 +1,26 @@
+from rag.answer import Answer, Citation
+from rag.render import sources, terminal
+
+CITATION = Citation(1, "Last year, the administration revoked the visa.", 10, 58, 9, 0.9, "doc.txt")
+
+
+def test_terminal_shows_the_answer_then_its_sources():
+    lines = terminal(Answer("q", "Last year, the administration revoked the visa.", False, [CITATION])).splitlines()
+    assert lines[0] == "Last year, the administration revoked the visa. [1]"
+    assert lines[2] == "Sources:"
+    assert lines[3] == "[1] “Last year, the administration revoked the visa.” (doc.txt, paragraph 9, chars 10-58)"
+
+
+def test_abstention_does_not_present_passages_as_the_answer():
+    text = terminal(Answer("q", "The article doesn't say.", True, [CITATION]))
+    assert text.startswith("The article doesn't say.\n")
+    assert "Closest passages (they do not answer the question):" in text and "[1]" not in text.splitlines()[0]
+    assert terminal(Answer("q", "The article doesn't say.", True)) == "The article doesn't say."
+
+
+def test_sources_quote_passages_in_full():
+    long = Citation(2, "word " * 60, 0, 300, 4, 0.5, "doc.txt")
+    text = sources(Answer("q", "a", False, [CITATION, long]))
+    assert "[2] doc.txt, paragraph 4, chars 0-300" in text
+    assert text.count("word") == 60
+    assert sources(None) == "No sources yet: ask a question first."
