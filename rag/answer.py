@@ -125,7 +125,7 @@ class ExtractiveAnswerer:
         self.texts = texts  # source -> full document text, for citation slices
         self.previous = _previous_passages(nodes)
         self.terms = {node.node_id: set(content_terms(node.get_content(metadata_mode="embed"))) for node in nodes}
-        self.weights = TermWeights(node.get_content(metadata_mode="embed") for node in nodes)
+        self.weights = TermWeights(self.terms.values())
 
     def answer(self, question: str, candidates: list[Candidate], context: str = "") -> Answer:
         """Answer `question` from retrieval `candidates`; `context` is the conversation so far."""

@@ -55,13 +55,13 @@ def has_anaphor(text: str) -> bool:
 
 
 class TermWeights:
-    """Inverse document frequency of stems over a set of passages."""
+    """Inverse document frequency of stems over a set of passages (each given as its set of terms)."""
 
-    def __init__(self, passages: Iterable[str]):
+    def __init__(self, passage_terms: Iterable[set[str]]):
         counts: Counter[str] = Counter()
         total = 0
-        for passage in passages:
-            counts.update(set(content_terms(passage)))
+        for terms in passage_terms:
+            counts.update(terms)
             total += 1
         self.total = max(total, 1)
         self.counts = counts

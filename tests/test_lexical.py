@@ -15,7 +15,7 @@ def test_anaphors():
 
 
 def test_coverage_weights_rare_terms_higher():
-    weights = TermWeights(["the court ruled", "the court met", "a visa was revoked"])
+    weights = TermWeights(set(content_terms(p)) for p in ["the court ruled", "the court met", "a visa was revoked"])
     assert weights.idf("visa") > weights.idf("court")
     assert weights.coverage(["visa", "court"], {"visa"}) > weights.coverage(["visa", "court"], {"court"})
     assert weights.coverage([], {"visa"}) == 0.0
