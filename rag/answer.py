@@ -136,17 +136,18 @@ class ExtractiveAnswerer:
             closest = [s for s in ranked[:2] if s.score >= self.config.citation_min_score]
             return Answer(question, self.config.abstain_message, True, self._citations(closest))
         best = fitting[0]
-        antecedent = self._antecedent(best.node)
-        quoted = [best.node] if antecedent is None else [antecedent, best.node]
+        quoted = self._quoted(best.node)
         text = " ".join(normalise(node.text) for node in quoted)
-        cited = [best] + [Scored(antecedent, best.score)] * (antecedent is not None)
+        cited = [best] + [Scored(node, best.score) for node in quoted if node is not best.node]
         cited += [s for s in ranked if s.score >= self.config.citation_min_score]
         return Answer(question, text, False, self._citations(_unique(cited)[: max(self.top_k, len(quoted))]))
 
     def _has_kind_of_answer(self, node: TextNode, kind: str | None, counted: set[str]) -> bool:
         """Whether the passage (with its antecedent) holds the kind of answer asked for."""
-        text = self._answer_text(node)
-        return fits_kind(text, kind) and (not counted or bool(counted & set(content_terms(text))))
+        quoted = self._quoted(node)
+        if not fits_kind(" ".join(n.text for n in quoted), kind):
+            return False
+        return not counted or any(counted & self.terms[n.node_id] for n in quoted)
 
     def rank(self, question: str, candidates: list[Candidate], context: str = "") -> list[Scored]:
         """Candidates by score: cosine similarity plus weighted term coverage.
@@ -168,15 +169,11 @@ class ExtractiveAnswerer:
             scored.append(Scored(candidate.node, similarity + self.config.lexical_weight * coverage))
         return sorted(scored, key=lambda s: s.score, reverse=True)
 
-    def _answer_text(self, node: TextNode) -> str:
-        antecedent = self._antecedent(node)
-        return node.text if antecedent is None else antecedent.text + " " + node.text
-
-    def _antecedent(self, node: TextNode) -> TextNode | None:
-        """The sentence before `node` when `node` opens with a pronoun that refers back."""
-        if not PRONOUN_OPENING.match(node.text):
-            return None
-        return self.previous.get(node.node_id)
+    def _quoted(self, node: TextNode) -> list[TextNode]:
+        """The passages an answer resting on `node` quotes: `node`, preceded by the sentence
+        before it when `node` opens with a pronoun that refers back."""
+        antecedent = self.previous.get(node.node_id) if PRONOUN_OPENING.match(node.text) else None
+        return [node] if antecedent is None else [antecedent, node]
 
     def _citations(self, scored: list[Scored]) -> list[Citation]:
         return [self._citation(n, s) for n, s in enumerate(scored, start=1)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from llama_index.core.node_parser import NodeParser
@@ -95,8 +96,6 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 @lru_cache(maxsize=1)
 def _punkt():
     """Punkt from the NLTK data bundled in llama-index-core (never nltk's downloader)."""
-    from pathlib import Path
-
     import llama_index.core
     import nltk.data
     from nltk.tokenize import PunktTokenizer

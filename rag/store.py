@@ -102,7 +102,7 @@ def build_index(config: Config, documents: list[SourceDocument], embed_model: Ba
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    nodes = [n for d in documents for n in chunk(d, display_path(d.path), config.chunking.unit)]
+    nodes = sorted((n for d in documents for n in chunk(d, display_path(d.path), config.chunking.unit)), key=_document_order)
     dimension = len(embed_model.get_text_embedding("dimension probe"))
     vector_store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(dimension))
     storage = StorageContext.from_defaults(vector_store=vector_store)
@@ -127,7 +127,7 @@ def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     index_store = _read(index_dir / INDEX_STORE, SimpleIndexStore.from_persist_path)
     storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
     index = _read(index_dir / INDEX_STORE, lambda _: load_index_from_storage(storage, embed_model=embed_model))
-    nodes = sorted(docstore.docs.values(), key=lambda n: (n.metadata["source"], n.metadata["start"]))
+    nodes = sorted(docstore.docs.values(), key=_document_order)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
@@ -147,6 +147,11 @@ def display_path(path: Path) -> str:
 def load_documents(config: Config) -> list[SourceDocument]:
     """Read every configured document."""
     return [read_document(path, config.chunking.drop_boilerplate) for path in config.documents]
+
+
+def _document_order(node: TextNode) -> tuple[str, int]:
+    """The one passage order used after building and after loading."""
+    return node.metadata["source"], node.metadata["start"]
 
 
 def _same_build(manifest: dict[str, Any], expected: dict[str, Any]) -> bool:
