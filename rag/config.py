@@ -2,8 +2,8 @@
 
 Every setting has a default, so an empty file is valid. Unknown keys and bad values raise
 `ConfigError` naming the key (e.g. ``retrieval.top_k``). Paths in the file are relative to the
-file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``); secrets are
-never read from the file.
+file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``) and the
+Telegram endpoint (``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
 """
 
 from __future__ import annotations
@@ -54,6 +54,27 @@ class ChatConfig(_Section):
     history_turns: int = Field(3, ge=0, le=50)
 
 
+class TelegramConfig(_Section):
+    base_url: str = "https://api.telegram.org/bot"
+    allowed_user_ids: list[int] = Field(default_factory=list)
+    allowed_chat_ids: list[int] = Field(default_factory=list)
+    questions_per_minute: int = Field(10, ge=1, le=10_000)
+    session_idle_minutes: float = Field(60.0, gt=0)
+    max_chats: int = Field(10_000, ge=1)
+    message_chars: int = Field(4096, ge=200, le=4096)
+    send_retries: int = Field(3, ge=0, le=10)
+    messages_per_second: float = Field(30, gt=0)
+    group_messages_per_minute: float = Field(20, gt=0)
+    example_questions: list[str] = Field(
+        default_factory=lambda: [
+            "Who revoked Bensouda's visa?",
+            "What did Mike Pompeo call the court?",
+            "How did the ICC describe the sanctions?",
+        ],
+        max_length=5,
+    )
+
+
 class Config(_Section):
     documents: list[Path] = Field(default_factory=lambda: [Path("data/dw-icc-sanctions.txt")], min_length=1)
     index_dir: Path = Path("index")
@@ -62,6 +83,7 @@ class Config(_Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     answer: AnswerConfig = AnswerConfig()
     chat: ChatConfig = ChatConfig()
+    telegram: TelegramConfig = TelegramConfig()
 
 
 def load_config(
@@ -78,6 +100,9 @@ def load_config(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    telegram_url = os.environ.get("TELEGRAM_API_BASE_URL", "").strip()
+    if telegram_url:
+        config = config.model_copy(update={"telegram": config.telegram.model_copy(update={"base_url": telegram_url})})
     doc = doc or _env_path("RAG_DOC")
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
     documents = [doc] if doc else [base / d for d in config.documents]

@@ -5,11 +5,12 @@ Heavy libraries are imported inside `Engine.open`, so checking a question costs 
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from rag.answer import Answer, ExtractiveAnswerer
+from rag.answer import Answer, Citation, ExtractiveAnswerer, normalise
 from rag.chat import ChatSession
 from rag.config import Config
 from rag.errors import QuestionError
@@ -28,6 +29,7 @@ class Engine:
     stored: StoredIndex
     retriever: HybridRetriever
     answerer: ExtractiveAnswerer
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one question at a time
 
     @classmethod
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
@@ -50,13 +52,44 @@ class Engine:
         """Answer one question; with a session, follow-ups use (and extend) its history."""
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
-        context = session.context_for(question) if session else ""
-        queries = [question, f"{question} {context}"] if context else [question]
-        answer = self.answerer.answer(question, self.retriever.retrieve(queries), context)
+        with self.lock:  # the tokenizer and model are not safe to share between threads
+            context = session.context_for(question) if session else ""
+            queries = [question, f"{question} {context}"] if context else [question]
+            answer = self.answerer.answer(question, self.retriever.retrieve(queries), context)
+            if session is not None:
+                session.add(question, answer)
         answer.latency_ms = (time.perf_counter() - started) * 1000
-        if session is not None:
-            session.add(question, answer)
         return answer
+
+    @property
+    def summary(self) -> str:
+        """A one-line summary of what the bot knows: the first sentence of the first document."""
+        return normalise(self.stored.nodes[0].text)
+
+    def paragraphs_around(self, citation: Citation) -> list[tuple[int, str]]:
+        """The cited paragraph and its content neighbours, as (paragraph number, text)."""
+        from rag.store import display_path
+
+        for document in self.documents:
+            if display_path(document.path) != citation.source:
+                continue
+            content = document.content()
+            at = next((i for i, p in enumerate(content) if p.number == citation.paragraph), None)
+            if at is None:
+                return []
+            return [(p.number, normalise(document.text[p.start : p.end])) for p in content[max(at - 1, 0) : at + 2]]
+        return []
+
+    def about(self) -> dict[str, Any]:
+        """Facts about the documents, model and index, for /about."""
+        manifest = self.stored.manifest
+        return {
+            "documents": [f"{d.title} ({d.path.name}, {len(d.text):,} characters)" for d in self.documents],
+            "passages": len(self.stored.nodes),
+            "model": manifest["model"],
+            "chunking": self.config.chunking.unit,
+            "index": str(self.config.index_dir),
+        }
 
 
 def check_question(question: str, limit: int) -> str:

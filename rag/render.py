@@ -39,7 +39,7 @@ def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
 
 
 def _citation_line(c: Citation, limit: int) -> str:
-    return f"[{c.n}] “{_snippet(c.text, limit)}” ({_where(c)})"
+    return f"[{c.n}] “{snippet(c.text, limit)}” ({_where(c)})"
 
 
 def _where(c: Citation) -> str:
@@ -53,15 +53,17 @@ def _wrap(text: str, width: int = 100) -> str:
 TELEGRAM_LIMIT = 4096
 
 
-def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Answer and compact citations as Telegram HTML messages, each at most `limit` characters."""
+def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | None = None) -> list[str]:
+    """Answer and compact citations as Telegram HTML messages, each at most `limit` characters;
+    with `question`, the question is shown first (for answers to a tapped example)."""
     from html import escape
 
-    parts = [escape(answer.text) + ("" if answer.abstained else " [1]")]
+    parts = [f"❓ <i>{escape(question)}</i>"] if question else []
+    parts.append(escape(answer.text) + ("" if answer.abstained else " [1]"))
     if answer.citations:
         heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")
-        parts += [f"[{c.n}] <i>{escape(_snippet(c.text))}</i> (paragraph {c.paragraph})" for c in answer.citations]
+        parts += [f"[{c.n}] <i>{escape(snippet(c.text))}</i> (paragraph {c.paragraph})" for c in answer.citations]
     return split_messages(parts, limit)
 
 
@@ -86,5 +88,6 @@ def _flush(messages: list[str], current: str) -> list[str]:
     return messages + [current] if current else messages
 
 
-def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text` cut to `limit` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -1,0 +1,84 @@
+"""Build and run the Telegram Application: configuration, transport, handlers, start-up checks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken
+from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from rag.bot import handlers
+from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
+from rag.config import Config, load_config
+from rag.errors import RagError
+
+logger = logging.getLogger("rag.bot")
+NEW_MESSAGES = filters.UpdateType.MESSAGE  # edited messages and channel posts are ignored
+
+
+async def post_init(application: Application) -> None:
+    """Load the engine once (in a thread), then register the command menu."""
+    from rag.engine import Engine
+
+    config: Config = application.bot_data["config"]
+    engine = await asyncio.to_thread(Engine.open, config, False, logger.info)
+    application.bot_data["state"] = handlers.BotState.create(engine, config.telegram)
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS.items()])
+    logger.info("Ready: answering questions about %s as @%s", ", ".join(d.title for d in engine.documents), application.bot.username)
+
+
+def build_application(config: Config, token: str) -> Application:
+    """The Application with its transport, limits and handlers; nothing runs until polling."""
+    tg = config.telegram
+    application = (
+        Application.builder()
+        .token(token)
+        .base_url(tg.base_url)
+        .request(RetryingRequest(retries=tg.send_retries, connection_pool_size=64))
+        .get_updates_request(RetryingRequest(retries=0))
+        .rate_limiter(AIORateLimiter(overall_max_rate=tg.messages_per_second, group_max_rate=tg.group_messages_per_minute, max_retries=tg.send_retries))
+        .concurrent_updates(PerChatUpdateProcessor(256))
+        .post_init(post_init)
+        .build()
+    )
+    application.bot_data["config"] = config
+    commands = {"start": handlers.start, "help": handlers.start, "about": handlers.about, "reset": handlers.reset, "sources": handlers.sources, "ask": handlers.ask}
+    for name, callback in commands.items():
+        application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGES))
+    private = filters.ChatType.PRIVATE & NEW_MESSAGES
+    application.add_handler(MessageHandler(NEW_MESSAGES & filters.TEXT & ~filters.COMMAND, handlers.text_message))
+    application.add_handler(MessageHandler(private & filters.COMMAND, handlers.unknown_command))
+    application.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL, handlers.not_text))
+    application.add_handler(CallbackQueryHandler(handlers.button))
+    application.add_error_handler(handlers.on_error)
+    return application
+
+
+def configure_logging(token: str) -> None:
+    """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token is redacted."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs request URLs, which hold the token
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactToken(token))
+
+
+def main() -> int:
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        print("error: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you", file=sys.stderr)
+        return 1
+    configure_logging(token)
+    try:
+        config = load_config()
+        build_application(config, token).run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+    except InvalidToken:
+        print("error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN", file=sys.stderr)
+        return 1
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,257 @@
+"""Telegram handlers: tiny async functions that check access and limits, then call the engine.
+
+Shared objects live in ``application.bot_data["state"]`` (a `BotState`), loaded in `post_init`.
+Engine calls run in a thread so the event loop keeps serving other chats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+from dataclasses import dataclass, field
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram.constants import ChatAction, ChatType, ParseMode
+from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
+from telegram.ext import ContextTypes
+
+from rag import render
+from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
+from rag.config import TelegramConfig
+from rag.engine import Engine, check_question
+from rag.errors import QuestionError
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = {
+    "start": "what I know and how to ask",
+    "help": "how to ask, and example questions",
+    "ask": "ask a question (needed in groups: /ask your question)",
+    "sources": "the full quoted passages of my last answer",
+    "reset": "forget our conversation",
+    "about": "the document, model and index",
+}
+
+
+@dataclass
+class BotState:
+    engine: Engine
+    config: TelegramConfig
+    conversations: Conversations
+    limiter: RateLimiter
+    archive: AnswerArchive = field(default_factory=AnswerArchive)
+    refused: BoundedStore[bool] = field(default_factory=lambda: BoundedStore(100_000))
+
+    @classmethod
+    def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
+        idle = config.session_idle_minutes * 60
+        return cls(engine, config, Conversations(engine.new_session, idle, config.max_chats), RateLimiter(config.questions_per_minute))
+
+
+def state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
+    return context.bot_data["state"]
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Say what the bot knows and offer example questions."""
+    if await refused(update, context):
+        return
+    st = state(context)
+    titles = ", ".join(html.escape(d.title) for d in st.engine.documents)
+    text = (
+        f"I answer questions about <b>{titles}</b>: <i>{html.escape(render.snippet(st.engine.summary, 200))}</i>\n\n"
+        "Send me a question and I'll reply with a quote from the text and numbered sources. "
+        "In a group, mention me, reply to me or use /ask.\n\n" + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
+    )
+    examples = [[InlineKeyboardButton(q, callback_data=f"ask:{i}")] for i, q in enumerate(st.config.example_questions)]
+    await send(update.effective_message, [text], InlineKeyboardMarkup(examples) if examples else None)
+
+
+async def about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Show the document, model and index facts."""
+    if await refused(update, context):
+        return
+    facts = state(context).engine.about()
+    lines = [f"<b>Documents:</b> {html.escape('; '.join(facts['documents']))}"]
+    lines += [f"<b>{key.capitalize()}:</b> {html.escape(str(facts[key]))}" for key in ("passages", "model", "chunking")]
+    await send(update.effective_message, ["\n".join(lines)])
+
+
+async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Forget this chat's conversation."""
+    if await refused(update, context):
+        return
+    state(context).conversations.reset(update.effective_chat.id)
+    await send(update.effective_message, ["Conversation cleared. Follow-up questions start afresh."])
+
+
+async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Re-send the full sources of the chat's last answer."""
+    if await refused(update, context):
+        return
+    answer = state(context).conversations.session(update.effective_chat.id).last_answer
+    await send_plain(update.effective_message, render.sources(answer), state(context).config.message_chars)
+
+
+async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/ask QUESTION: answer a question (the way to ask in groups)."""
+    if await refused(update, context):
+        return
+    if not context.args:
+        await send(update.effective_message, ["Usage: /ask followed by your question, e.g. /ask Who revoked the visa?"])
+        return
+    await answer_question(update, context, " ".join(context.args))
+
+
+async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Point to /help for a command the bot does not know."""
+    command = html.escape(update.effective_message.text.split()[0])
+    await send(update.effective_message, [f"I don't know the command {command}. Try /help."])
+
+
+# ---- messages and buttons -------------------------------------------------------------------
+
+
+async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A text message: in private chats always a question; in groups only when addressed to the bot."""
+    question = addressed_question(update.effective_message, context)
+    if question is None or await refused(update, context):
+        return
+    await answer_question(update, context, question)
+
+
+async def not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Photos, stickers, voice, files, locations...: explain what the bot reads."""
+    if await refused(update, context):
+        return
+    await send(update.effective_message, ["I can only read text. Please type your question about the document."])
+
+
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Inline buttons: example questions, "Sources" and "More context"."""
+    query = update.callback_query
+    if await refused(update, context):
+        await query.answer("Sorry, this bot is private.")
+        return
+    kind, _, key = (query.data or "").partition(":")
+    st = state(context)
+    if kind == "ask" and key.isdigit() and int(key) < len(st.config.example_questions):
+        await query.answer()
+        await answer_question(update, context, st.config.example_questions[int(key)], show_question=True)
+        return
+    answer = st.archive.get(key) if kind in ("src", "ctx") else None
+    if answer is None or query.message is None:
+        await query.answer("This button has expired. Please ask the question again.")
+        return
+    await query.answer()
+    if kind == "src":
+        await send_plain(query.message, render.sources(answer), st.config.message_chars)
+    else:
+        paragraphs = st.engine.paragraphs_around(answer.citations[0])
+        text = "\n\n".join(f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}" for number, body in paragraphs)
+        await send_plain(query.message, text or "No surrounding text found.", st.config.message_chars)
+
+
+async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str, show_question: bool = False) -> None:
+    """Check the question and the sender's rate, answer in a thread, reply with buttons."""
+    st = state(context)
+    message = update.effective_message
+    try:
+        question = check_question(question, st.engine.config.answer.max_question_chars)
+    except QuestionError as exc:
+        await send(message, [html.escape(str(exc))])
+        return
+    if not st.limiter.allow(update.effective_user.id):
+        await send(message, [f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."])
+        return
+    await typing(update, context)
+    answer = await asyncio.to_thread(st.engine.ask, question, st.conversations.session(update.effective_chat.id))
+    key = st.archive.add(answer)
+    markup = None
+    if answer.citations and not answer.abstained:
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton("Sources", callback_data=f"src:{key}"), InlineKeyboardButton("More context", callback_data=f"ctx:{key}")]])
+    chunks = render.telegram_html(answer, st.config.message_chars, question if show_question else None)
+    await send(message, chunks, markup)
+
+
+def addressed_question(message: Message, context: ContextTypes.DEFAULT_TYPE) -> str | None:
+    """The question in `message`, or None when a group message is not meant for the bot."""
+    text = message.text or ""
+    if message.chat.type == ChatType.PRIVATE:
+        return text
+    mention = re.compile(rf"@{re.escape(context.bot.username or '')}\b", re.I)
+    if context.bot.username and mention.search(text):
+        return mention.sub(" ", text)
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == context.bot.id:
+        return text
+    return None
+
+
+async def refused(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """True when the sender or chat is not on the allow-lists; the first time, say so politely."""
+    config = state(context).config
+    user, chat = update.effective_user, update.effective_chat
+    allowed = (not config.allowed_user_ids or (user is not None and user.id in config.allowed_user_ids)) and (
+        not config.allowed_chat_ids or (chat is not None and chat.id in config.allowed_chat_ids)
+    )
+    if allowed:
+        return False
+    who = user.id if user is not None else chat.id if chat is not None else None
+    first_time = who is not None and state(context).refused.get(who) is None
+    if first_time and update.effective_message is not None and update.callback_query is None:
+        state(context).refused.put(who, True)
+        await send(update.effective_message, ["Sorry, this bot is private and can't answer you."])
+    return True
+
+
+# ---- sending --------------------------------------------------------------------------------
+
+
+async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup | None = None) -> None:
+    """Reply to `message` with HTML chunks (buttons on the last); plain text if Telegram rejects the markup."""
+    for i, chunk in enumerate(chunks):
+        kwargs = {"reply_markup": markup if i == len(chunks) - 1 else None, "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True)}
+        try:
+            await message.get_bot().send_message(message.chat_id, chunk, parse_mode=ParseMode.HTML, **kwargs)
+        except BadRequest as exc:
+            if "can't parse entities" not in str(exc).lower():
+                raise
+            logger.warning("Telegram rejected the HTML of a reply (%s); sending it as plain text", exc)
+            await message.get_bot().send_message(message.chat_id, html.unescape(re.sub(r"<[^>]+>", "", chunk)), **kwargs)
+
+
+async def send_plain(message: Message, text: str, limit: int) -> None:
+    """Send plain text (quoted passages) as HTML-escaped chunks split between paragraphs."""
+    await send(message, render.split_messages([html.escape(p) for p in text.split("\n\n")], limit))
+
+
+async def typing(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Show "typing..." while the engine works; purely cosmetic, so failures are ignored."""
+    try:
+        await context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING)
+    except TelegramError as exc:
+        logger.debug("typing action failed: %s", exc)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the error with its context and, when there is a chat, apologise."""
+    error = context.error
+    if isinstance(error, Conflict):
+        logger.error("Another bot instance is polling with this token (Telegram says: %s). Stop the other instance.", error)
+        return
+    if update is None and isinstance(error, NetworkError):
+        logger.warning("Network problem while polling Telegram: %s (retrying)", error)
+        return
+    chat = update.effective_chat.id if isinstance(update, Update) and update.effective_chat else None
+    logger.error("Error while handling update %s (chat %s)", getattr(update, "update_id", None), chat, exc_info=error)
+    if isinstance(update, Update) and update.effective_message is not None:
+        try:
+            await update.effective_message.reply_text("Sorry, something went wrong while answering. Please try again.")
+        except TelegramError:
+            logger.warning("Could not tell chat %s about the error", chat)

@@ -1,0 +1,53 @@
+"""Start the real `bot.py` in a subprocess against a `FakeTelegram` server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import NETGUARD, ROOT
+from tests.fake_telegram import FakeTelegram
+
+
+def write_config(path: Path, document: Path, telegram: dict[str, Any], **settings: Any) -> Path:
+    path.write_text(yaml.safe_dump({"documents": [str(document)], "telegram": telegram, **settings}), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def running_bot(fake: FakeTelegram, config: Path, index_dir: Path, log: Path, token: str | None = None):
+    """The bot process, ready (command menu registered); stopped with SIGTERM afterwards."""
+    env = os.environ | {
+        "TELEGRAM_BOT_TOKEN": token or fake.token,
+        "TELEGRAM_API_BASE_URL": fake.base_url,
+        "RAG_CONFIG": str(config),
+        "RAG_INDEX_DIR": str(index_dir),
+        "LOG_LEVEL": "DEBUG",
+        "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT)]),
+    }
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "bot.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            fake.wait_until(lambda: bool(fake.sent(method="setMyCommands")) or process.poll() is not None, timeout=240)
+            assert process.poll() is None, log.read_text()
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 60) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -1,0 +1,266 @@
+"""A local fake Telegram Bot API server for tests: real HTTP on 127.0.0.1, scripted faults.
+
+It implements the methods the bot uses (getMe, getUpdates with offsets and long-poll timeout,
+sendMessage, editMessageText, sendChatAction, answerCallbackQuery, setMyCommands, getMyCommands,
+deleteWebhook, close, logOut), records every request, and can fail the next calls of a method
+with a 429 "retry after", a 5xx, a dropped connection or a 400 "can't parse entities".
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+BOT_USER = {"id": 4242, "is_bot": True, "first_name": "DocBot", "username": "docbot", "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+RAW_STRING_FIELDS = {"text", "parse_mode", "callback_query_id", "action", "description", "short_description"}
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float
+    ok: bool = True
+    result: Any = None
+
+
+@dataclass
+class FakeTelegram:
+    token: str = "123456789:AAFakeTokenForTests-abcdefghijklmnop"
+    calls: list[Call] = field(default_factory=list)  # every request, failed ones with ok=False
+    faults: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Condition()
+        self.updates: list[dict] = []
+        self.update_ids = itertools.count(1)
+        self.message_ids = itertools.count(1000)
+        self.pushed_at: dict[int, float] = {}  # user message id -> when it was pushed
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler_class())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # ---- lifecycle ----
+    def __enter__(self) -> FakeTelegram:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+
+    # ---- scripting ----
+    def fail_next(self, method: str, kind: str, count: int = 1, retry_after: int = 1) -> None:
+        """Fail the next `count` calls of `method`: kind is "429", "502", "drop" or "parse"."""
+        with self.lock:
+            for _ in range(count):
+                self.faults[method].append((kind, retry_after))
+
+    def push(self, update: dict) -> dict:
+        with self.lock:
+            update = {"update_id": next(self.update_ids), **update}
+            self.updates.append(update)
+            self.lock.notify_all()
+        return update
+
+    def push_text(self, chat_id: int, text: str, user_id: int | None = None, chat_type: str = "private", reply_to: dict | None = None, edited: bool = False) -> dict:
+        """A user's text message (or an edit of one); returns the message."""
+        message = self.user_message(chat_id, user_id, chat_type, text=text)
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        if edited:
+            message["edit_date"] = int(time.time())
+        self.push({"edited_message" if edited else "message": message})
+        return message
+
+    def user_message(self, chat_id: int, user_id: int | None = None, chat_type: str = "private", **content: Any) -> dict:
+        message_id = next(self.message_ids)
+        self.pushed_at[message_id] = time.monotonic()
+        chat = {"id": chat_id, "type": chat_type} | ({"title": "Group"} if chat_type != "private" else {"first_name": "U"})
+        user = {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "User"}
+        return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user, **content}
+
+    def push_callback(self, message: dict, data: str, user_id: int) -> None:
+        user = {"id": user_id, "is_bot": False, "first_name": "User"}
+        self.push({"callback_query": {"id": f"cq{next(self.message_ids)}", "from": user, "chat_instance": "ci", "data": data, "message": message}})
+
+    # ---- reading ----
+    def sent(self, chat_id: int | None = None, method: str = "sendMessage") -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.ok and c.method == method and (chat_id is None or c.params.get("chat_id") == chat_id)]
+
+    def replies_to(self, message: dict) -> list[Call]:
+        """Delivered messages that reply to `message`."""
+        return [c for c in self.sent(message["chat"]["id"]) if (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]]
+
+    def wait_until(self, predicate, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("the bot did not do what the test waited for in time")
+                self.lock.wait(min(remaining, 0.2))
+
+    # ---- the Bot API ----
+    def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict] | None:
+        """Returns (status, body), or None to drop the connection."""
+        with self.lock:
+            fault = self.faults[method].popleft() if self.faults.get(method) else None
+            if fault and fault[0] == "parse" and params.get("parse_mode") != "HTML":
+                self.faults[method].appendleft(fault)  # only HTML can fail to parse
+                fault = None
+            call = Call(method, params, time.monotonic(), ok=fault is None)
+            self.calls.append(call)
+            self.lock.notify_all()
+        if fault:
+            kind, retry_after = fault
+            if kind == "drop":
+                return None
+            if kind == "429":
+                return 429, {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}", "parameters": {"retry_after": retry_after}}
+            if kind == "parse":
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities: unsupported start tag"}
+            descriptions = {409: "Conflict: terminated by other getUpdates request", 502: "Bad Gateway"}
+            return int(kind), {"ok": False, "error_code": int(kind), "description": descriptions.get(int(kind), "Error")}
+        if params.get("parse_mode") == "HTML" and not valid_telegram_html(params.get("text", "")):
+            with self.lock:
+                call.ok = False
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities: invalid markup"}
+        if len(params.get("text", "")) > 4096:
+            with self.lock:
+                call.ok = False
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
+        if method == "getUpdates":
+            return 200, {"ok": True, "result": self._updates(params)}
+        result = self._result(method, params)
+        with self.lock:
+            call.result = result
+            self.lock.notify_all()
+        if result is None:
+            return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+        return 200, {"ok": True, "result": result}
+
+    def _updates(self, params: dict[str, Any]) -> list[dict]:
+        offset = int(params.get("offset") or 0)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 2.0)
+        with self.lock:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            while not self.updates and time.monotonic() < deadline:
+                self.lock.wait(deadline - time.monotonic())
+            return list(self.updates[: int(params.get("limit") or 100)])
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return BOT_USER
+        if method in ("sendMessage", "editMessageText"):
+            chat_id = params["chat_id"]
+            message_id = params.get("message_id") or next(self.message_ids)
+            chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "Group"}
+            return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": BOT_USER, "text": params.get("text", "")}
+        if method == "getMyCommands":
+            commands = [c for c in self.calls if c.method == "setMyCommands" and c.ok]
+            return commands[-1].params.get("commands", []) if commands else []
+        if method in ("sendChatAction", "answerCallbackQuery", "setMyCommands", "deleteWebhook", "close", "logOut"):
+            return True
+        return None
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                prefix = f"/bot{fake.token}/"
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not self.path.startswith(prefix):
+                    self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                    return
+                outcome = fake.handle(self.path[len(prefix):], _params(body, self.headers.get("Content-Type", "")))
+                if outcome is None:
+                    self.close_connection = True
+                    return
+                self._reply(*outcome)
+
+            do_GET = do_POST  # noqa: N815
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up (the bot shutting down, a dropped connection) is not an error here."""
+
+
+TAG = re.compile(r"</?(b|strong|i|em|u|ins|s|strike|del|code|pre|tg-spoiler|blockquote)>|<a href=\"[^\"<>]*\">|</a>")
+ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+
+
+def valid_telegram_html(text: str) -> bool:
+    """Telegram's HTML rules, strictly: only its tags, balanced, and every & an entity."""
+    stack = []
+    i = 0
+    while i < len(text):
+        if text[i] == "<":
+            match = TAG.match(text, i)
+            if not match:
+                return False
+            name = match.group(1) or "a"
+            if match.group(0).startswith("</"):
+                if not stack or stack.pop() != name:
+                    return False
+            else:
+                stack.append(name)
+            i = match.end()
+        elif text[i] == "&":
+            match = ENTITY.match(text, i)
+            if not match:
+                return False
+            i = match.end()
+        else:
+            i += 1
+    return not stack
+
+
+def _params(body: bytes, content_type: str) -> dict[str, Any]:
+    if not body:
+        return {}
+    if "json" in content_type:
+        return json.loads(body)
+    params = {}
+    for key, values in parse_qs(body.decode(), keep_blank_values=True).items():
+        value = values[0]
+        if key not in RAW_STRING_FIELDS:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        params[key] = value
+    return params
