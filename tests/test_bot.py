@@ -1,4 +1,4 @@
-"""The Telegram entry point's start-up checks (the full bot is tested against a fake Bot API server in later work)."""
+"""`python bot.py` start-up checks and the Telegram rendering helpers (the running bot: test_bot_telegram.py)."""
 
 import subprocess
 import sys
