@@ -56,8 +56,7 @@ TELEGRAM_LIMIT = 4096
 def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | None = None) -> list[str]:
     """Answer and compact citations as Telegram HTML messages, each at most `limit` characters;
     with `question`, the question is shown first (for answers to a tapped example)."""
-    from html import escape
-
+    escape = escape_html
     parts = [f"❓ <i>{escape(question)}</i>"] if question else []
     parts.append(escape(answer.text) + ("" if answer.abstained else " [1]"))
     if answer.citations:
@@ -65,6 +64,13 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
         parts.append(f"<b>{heading}</b>")
         parts += [f"[{c.n}] <i>{escape(snippet(c.text))}</i> (paragraph {c.paragraph})" for c in answer.citations]
     return split_messages(parts, limit)
+
+
+def escape_html(text: str) -> str:
+    """Text made safe for Telegram HTML: only <, > and & need escaping (quotes stay readable)."""
+    from html import escape
+
+    return escape(text, quote=False)
 
 
 def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[str]:

@@ -62,9 +62,9 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await refused(update, context):
         return
     st = state(context)
-    titles = ", ".join(html.escape(d.title) for d in st.engine.documents)
+    titles = ", ".join(render.escape_html(d.title) for d in st.engine.documents)
     text = (
-        f"I answer questions about <b>{titles}</b>: <i>{html.escape(render.snippet(st.engine.summary, 200))}</i>\n\n"
+        f"I answer questions about <b>{titles}</b>: <i>{render.escape_html(render.snippet(st.engine.summary, 200))}</i>\n\n"
         "Send me a question and I'll reply with a quote from the text and numbered sources. "
         "In a group, mention me, reply to me or use /ask.\n\n" + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
     )
@@ -77,8 +77,8 @@ async def about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await refused(update, context):
         return
     facts = state(context).engine.about()
-    lines = [f"<b>Documents:</b> {html.escape('; '.join(facts['documents']))}"]
-    lines += [f"<b>{key.capitalize()}:</b> {html.escape(str(facts[key]))}" for key in ("passages", "model", "chunking")]
+    lines = [f"<b>Documents:</b> {render.escape_html('; '.join(facts['documents']))}"]
+    lines += [f"<b>{key.capitalize()}:</b> {render.escape_html(str(facts[key]))}" for key in ("passages", "model", "chunking")]
     await send(update.effective_message, ["\n".join(lines)])
 
 
@@ -110,7 +110,7 @@ async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Point to /help for a command the bot does not know."""
-    command = html.escape(update.effective_message.text.split()[0])
+    command = render.escape_html(update.effective_message.text.split()[0])
     await send(update.effective_message, [f"I don't know the command {command}. Try /help."])
 
 
@@ -164,7 +164,7 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
     try:
         question = check_question(question, st.engine.config.answer.max_question_chars)
     except QuestionError as exc:
-        await send(message, [html.escape(str(exc))])
+        await send(message, [render.escape_html(str(exc))])
         return
     if not st.limiter.allow(update.effective_user.id):
         await send(message, [f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."])
@@ -228,7 +228,7 @@ async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup
 
 async def send_plain(message: Message, text: str, limit: int) -> None:
     """Send plain text (quoted passages) as HTML-escaped chunks split between paragraphs."""
-    await send(message, render.split_messages([html.escape(p) for p in text.split("\n\n")], limit))
+    await send(message, render.split_messages([render.escape_html(p) for p in text.split("\n\n")], limit))
 
 
 async def typing(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
