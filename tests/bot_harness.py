@@ -22,13 +22,14 @@ def write_config(path: Path, document: Path, telegram: dict[str, Any], **setting
 
 
 @contextmanager
-def running_bot(fake: FakeTelegram, config: Path, index_dir: Path, log: Path, token: str | None = None):
+def running_bot(fake: FakeTelegram, config: Path, index_dir: Path, log: Path, onnx_dir: Path):
     """The bot process, ready (command menu registered); stopped with SIGTERM afterwards."""
     env = os.environ | {
-        "TELEGRAM_BOT_TOKEN": token or fake.token,
+        "TELEGRAM_BOT_TOKEN": fake.token,
         "TELEGRAM_API_BASE_URL": fake.base_url,
         "RAG_CONFIG": str(config),
         "RAG_INDEX_DIR": str(index_dir),
+        "RAG_ONNX_DIR": str(onnx_dir),
         "LOG_LEVEL": "DEBUG",
         "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT)]),
     }

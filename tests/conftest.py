@@ -24,10 +24,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory) -> Path:
+    """One ONNX export of the embedding model for the whole test session (it takes seconds)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture(autouse=True)
-def isolated_paths(tmp_path_factory, monkeypatch):
+def isolated_paths(tmp_path_factory, monkeypatch, onnx_dir):
     """Every test gets its own index folder; nothing is written into the working copy."""
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+    monkeypatch.setenv("RAG_ONNX_DIR", str(onnx_dir))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(NETGUARD), str(ROOT)]))
 
 
@@ -45,10 +52,11 @@ def article(session_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def config(article, session_dir):
+def config(article, session_dir, onnx_dir):
     from rag.config import load_config
 
-    return load_config(ROOT / "config.yaml", doc=article, index_dir=session_dir / "index")
+    config = load_config(ROOT / "config.yaml", doc=article, index_dir=session_dir / "index")
+    return config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,12 @@ def fake():
 
 
 @pytest.fixture(scope="module")
-def bot(fake, article, shared_index_dir, tmp_path_factory):
+def bot(fake, article, shared_index_dir, onnx_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bot")
     telegram = {"questions_per_minute": 10, "messages_per_second": 1000, "group_messages_per_minute": 1000, "send_retries": 3}
     config = write_config(folder / "bot.yaml", article, telegram)
     log = folder / "bot.log"
-    with running_bot(fake, config, shared_index_dir, log) as process:
+    with running_bot(fake, config, shared_index_dir, log, onnx_dir) as process:
         process.log = log
         yield process
 
@@ -199,10 +199,10 @@ def tricky_document(tmp_path_factory):
     return path
 
 
-def test_restricted_bot_splits_long_replies_and_refuses_strangers(tricky_document, tmp_path):
+def test_restricted_bot_splits_long_replies_and_refuses_strangers(tricky_document, tmp_path, onnx_dir):
     telegram = {"allowed_user_ids": [111], "message_chars": 200, "messages_per_second": 1000}
     config = write_config(tmp_path / "bot.yaml", tricky_document, telegram, chunking={"unit": "paragraph"})
-    with FakeTelegram() as fake, running_bot(fake, config, tmp_path / "index", tmp_path / "bot.log"):
+    with FakeTelegram() as fake, running_bot(fake, config, tmp_path / "index", tmp_path / "bot.log", onnx_dir):
         stranger = fake.push_text(222, "What does the comparison rule say?")
         again = fake.push_text(222, "Hello?")
         fake.wait_until(lambda: fake.replies_to(stranger))

