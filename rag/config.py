@@ -42,6 +42,7 @@ class RetrievalConfig(_Section):
     top_k: int = Field(3, ge=1, le=20)
     candidates: int = Field(20, ge=1, le=200)
     rrf_k: int = Field(60, ge=1)
+    hnsw_above: int = Field(20_000, ge=0)
 
 
 class AnswerConfig(_Section):

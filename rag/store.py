@@ -2,7 +2,8 @@
 
 Files in the index folder:
 
-    vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary)
+    vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
+                      exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
     docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
     index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
     manifest.json     what the index was built from; written last, so a half-built index is "missing"
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
 FORMAT_VERSION = 1
+BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
 REMEDY = "run `python -m rag index --rebuild`"
 Progress = Callable[[str], None]
@@ -60,6 +63,7 @@ def expected_manifest(config: Config, documents: list[SourceDocument]) -> dict[s
         "documents": [{"source": display_path(d.path), "sha256": d.sha256} for d in documents],
         "model": model_id(config.embedding),
         "chunking": config.chunking.model_dump(),
+        "hnsw_above": config.retrieval.hnsw_above,
     }
 
 
@@ -97,19 +101,44 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 
 def build_index(config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]) -> StoredIndex:
-    """Chunk, embed and persist; files are written to a temporary folder and moved into place."""
+    """Chunk, embed (batch by batch, with a progress bar) and persist; files are written to a
+    temporary folder and moved into place."""
     import faiss
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     nodes = sorted((n for d in documents for n in chunk(d, display_path(d.path), config.chunking.unit)), key=_document_order)
     dimension = len(embed_model.get_text_embedding("dimension probe"))
-    vector_store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(dimension))
-    storage = StorageContext.from_defaults(vector_store=vector_store)
-    index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed_model, show_progress=len(nodes) > 500)
-    manifest = {**manifest, "node_count": len(nodes), "dimension": dimension, "libraries": _library_versions()}
+    faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
+    storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
+    index = VectorStoreIndex([], storage_context=storage, embed_model=embed_model)
+    with _progress_bar(len(nodes)) as bar:
+        for start in range(0, len(nodes), BUILD_BATCH):  # embeddings exist for one batch at a time
+            batch = nodes[start : start + BUILD_BATCH]
+            index.insert_nodes(batch)
+            bar.update(len(batch))
+    kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
+    manifest = {**manifest, "node_count": len(nodes), "dimension": dimension, "faiss_index": kind, "libraries": _library_versions()}
     _persist(config.index_dir, index, manifest)
     return StoredIndex(index, nodes, manifest)
+
+
+def new_faiss_index(dimension: int, size: int, hnsw_above: int):
+    """Exact inner-product search for small sets; HNSW (approximate, fast) beyond `hnsw_above`."""
+    import faiss
+
+    if size <= hnsw_above:
+        return faiss.IndexFlatIP(dimension)
+    index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction, index.hnsw.efSearch = 80, 96
+    return index
+
+
+def _progress_bar(total: int):
+    """A progress bar on stderr for builds big enough to wait for."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr)
 
 
 def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:

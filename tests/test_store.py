@@ -78,3 +78,12 @@ def test_rebuild_repairs_a_corrupt_index(copied):
     engine = Engine.open(copied, rebuild=True)
     assert not engine.ask(QUESTIONS[0]).abstained
     Engine.open(copied)  # and it loads cleanly afterwards
+
+
+def test_large_sets_get_an_hnsw_index_that_answers_the_same(copied):
+    config = copied.model_copy(update={"retrieval": copied.retrieval.model_copy(update={"hnsw_above": 5})})
+    engine = Engine.open(config)
+    assert engine.stored.manifest["faiss_index"] == "hnsw"
+    assert type(engine.stored.faiss).__name__ == "IndexHNSWFlat"
+    assert "revoked the American visa" in engine.ask(QUESTIONS[0]).text
+    assert json.loads((copied.index_dir / MANIFEST).read_text())["faiss_index"] == "hnsw"
