@@ -1,4 +1,4 @@
-"""`python -m rag`: index, ask, chat (a REPL) and eval.
+"""`python -m rag`: index, ask, chat (a REPL), eval and bench.
 
 Every subcommand accepts --config, --doc and --index-dir after its name. Errors print one line
 to stderr and exit non-zero: 1 for a problem with the setup (config, document, index, model),
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--predictions", type=Path, help="write one answer JSON per line here")
     evaluate.add_argument("--report", type=Path, help="write the metrics and failures here as JSON")
     evaluate.set_defaults(handler=run_eval)
+
+    bench = commands.add_parser("bench", help="benchmark against the llama-index starter pattern")
+    bench.add_argument("--quick", action="store_true", help="a tiny run (seconds, not minutes)")
+    bench.add_argument("--corpus", type=Path, help="large corpus: a text file or a folder of .txt files (default: Debian's python3.11-doc sources)")
+    bench.add_argument("--no-bot", action="store_true", help="skip the Telegram load test")
+    bench.set_defaults(handler=run_bench)
     return parser
 
 
@@ -147,4 +153,11 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(open_engine(config), items)
     print(format_report(result))
     write_outputs(result, args.predictions, args.report)
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from rag.bench import run
+
+    print(run(quick=args.quick, corpus=args.corpus, bot=not args.no_bot))
     return 0

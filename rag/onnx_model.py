@@ -75,8 +75,13 @@ class OnnxEmbedding(BaseEmbedding):
     _session: Any = PrivateAttr()
     _tokenizer: Any = PrivateAttr()
 
-    def __init__(self, folder: Path, model_name: str, embed_batch_size: int = 32):
-        super().__init__(model_name=model_name, embed_batch_size=embed_batch_size)
+    _model_batch: int = PrivateAttr()
+
+    def __init__(self, folder: Path, model_name: str, model_batch: int = 16):
+        # llama-index hands over 512 texts at a time; `_get_text_embeddings` sorts them by length
+        # and runs the model on `model_batch` similar-length texts at a time (less padding).
+        super().__init__(model_name=model_name, embed_batch_size=512)
+        self._model_batch = model_batch
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -113,4 +118,12 @@ class OnnxEmbedding(BaseEmbedding):
         return self.encode([text])[0].tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self.encode(texts).tolist()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = np.empty((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(order), self._model_batch):
+            chunk = order[start : start + self._model_batch]
+            encoded = self.encode([texts[i] for i in chunk])
+            if vectors.shape[1] == 0:
+                vectors = np.empty((len(texts), encoded.shape[1]), dtype=np.float32)
+            vectors[chunk] = encoded
+        return vectors.tolist()

@@ -1,4 +1,8 @@
-"""Hybrid retrieval: dense (FAISS via llama-index) and lexical (BM25) rankings fused by reciprocal rank.
+"""Hybrid retrieval: dense (FAISS) and lexical (BM25) rankings fused by reciprocal rank.
+
+Both indexes are the ones llama-index built (FaissVectorStore, BM25Retriever); queries go to
+them directly, without llama-index's retriever layer, whose per-call overhead was most of the
+cost of a query.
 
 Dense search finds paraphrases ("travel permission" ~ "visa"); BM25 finds rare names
 ("Bensouda") that a small embedding model blurs. Each candidate also carries its cosine
@@ -8,6 +12,7 @@ similarity to the question, which the answerer uses as evidence of relevance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,30 +44,44 @@ class HybridRetriever:
     def __init__(self, stored: StoredIndex, embed_model: BaseEmbedding, config: RetrievalConfig):
         from llama_index.retrievers.bm25 import BM25Retriever
 
-        depth = min(config.candidates, len(stored.nodes))
         self.config = config
         self.embed_model = embed_model
+        self.depth = min(config.candidates, len(stored.nodes))
         self.faiss = stored.faiss
-        self.dense = stored.index.as_retriever(similarity_top_k=depth, embed_model=embed_model)
-        self.bm25 = BM25Retriever.from_defaults(nodes=stored.nodes, similarity_top_k=depth)
+        self.bm25 = BM25Retriever.from_defaults(nodes=stored.nodes, similarity_top_k=self.depth)
         self.nodes = {node.node_id: node for node in stored.nodes}
-        self.positions = {node_id: int(pos) for pos, node_id in stored.index.index_struct.nodes_dict.items()}
+        self.node_ids = {int(pos): node_id for pos, node_id in stored.index.index_struct.nodes_dict.items()}
+        self.positions = {node_id: pos for pos, node_id in self.node_ids.items()}
+        self.embed = lru_cache(maxsize=512)(self._embed)  # repeated questions skip the model
 
-    def embed(self, text: str) -> np.ndarray:
-        return np.asarray(self.embed_model.get_query_embedding(text), dtype="float32")
+    def _embed(self, text: str) -> np.ndarray:
+        vector = np.asarray(self.embed_model.get_query_embedding(text), dtype="float32")
+        vector.flags.writeable = False  # shared through the cache
+        return vector
 
     def retrieve(self, queries: list[str]) -> list[Candidate]:
         """Candidates fused over dense and BM25 rankings of every query, with per-query similarities."""
-        from llama_index.core.schema import QueryBundle
-
         vectors = [self.embed(q) for q in queries]
-        rankings: list[list[str]] = []
-        for query, vector in zip(queries, vectors):
-            bundle = QueryBundle(query_str=query, embedding=vector.tolist())
-            rankings.append([hit.node.node_id for hit in self.dense.retrieve(bundle)])
-            rankings.append([hit.node.node_id for hit in self.bm25.retrieve(bundle) if hit.score > 0])
+        rankings = [ranking for query, vector in zip(queries, vectors) for ranking in (self.dense(vector), self.lexical(query))]
         fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
         return [Candidate(self.nodes[node_id], self._similarities(vectors, node_id), score) for node_id, score in fused]
+
+    def dense(self, vector: np.ndarray) -> list[str]:
+        """Passage ids by FAISS inner product (cosine: vectors are normalised).
+
+        The FAISS index is the one llama-index's FaissVectorStore persisted; it is searched
+        directly because the llama-index retriever's per-call overhead is most of a query's cost.
+        """
+        _, positions = self.faiss.search(vector[None, :], self.depth)
+        return [self.node_ids[int(p)] for p in positions[0] if p >= 0]
+
+    def lexical(self, query: str) -> list[str]:
+        """Passage ids by BM25 score (the index llama-index's BM25Retriever built), matches only."""
+        import bm25s
+
+        tokens = bm25s.tokenize(query, stemmer=self.bm25.stemmer, token_pattern=self.bm25.token_pattern, show_progress=False)
+        indexes, scores = self.bm25.bm25.retrieve(tokens, k=self.depth, show_progress=False)
+        return [self.bm25.corpus[int(i)]["node_id"] for i, score in zip(indexes[0], scores[0]) if score > 0]
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.faiss.reconstruct(self.positions[node_id])
