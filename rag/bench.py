@@ -193,7 +193,7 @@ def _bot_rows() -> list[tuple[str, float | None, float | None]]:
     if not match:
         return [("Telegram load test", None, None)]
     rate, p50, p95 = (float(x) for x in match.groups())
-    return [("Telegram bot, 100 chats x 5 questions: answers/s", rate, None), ("  latency p50 / p95 (ms)", p50, p95)]
+    return [("Telegram bot, 100 chats x 5 questions: answers/s", rate, None), ("  latency p50 (ms)", p50, None), ("  latency p95 (ms)", p95, None)]
 
 
 def _worker(name: str, *args: Any, timeout: float = 1800) -> dict:

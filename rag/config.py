@@ -29,7 +29,7 @@ class EmbeddingConfig(_Section):
     model: str = PACKAGED_MODEL
     backend: Literal["onnx", "torch"] = "onnx"
     onnx_dir: Path | None = None  # default: <index_dir>/onnx
-    batch_size: int = Field(16, ge=1, le=4096)
+    batch_size: int = Field(8, ge=1, le=4096)
     device: str = "cpu"
 
 

@@ -77,11 +77,10 @@ class OnnxEmbedding(BaseEmbedding):
 
     _model_batch: int = PrivateAttr()
 
-    def __init__(self, folder: Path, model_name: str, model_batch: int = 16):
-        # llama-index hands over 512 texts at a time; `_get_text_embeddings` sorts them by length
-        # and runs the model on `model_batch` similar-length texts at a time (less padding).
+    def __init__(self, folder: Path, model_name: str, model_batch: int = 8):
+        # llama-index hands over 512 texts at a time; `_get_text_embeddings` sorts them by token
+        # count and runs the model on `model_batch` texts of similar length at a time (little padding).
         super().__init__(model_name=model_name, embed_batch_size=512)
-        self._model_batch = model_batch
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -92,7 +91,8 @@ class OnnxEmbedding(BaseEmbedding):
         settings = json.loads((folder / SETTINGS_FILE).read_text())
         self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._tokenizer.enable_truncation(settings["max_length"])
-        self._tokenizer.enable_padding()
+        self._tokenizer.no_padding()  # `_run` pads each batch itself
+        self._model_batch = model_batch
 
     @classmethod
     def class_name(cls) -> str:
@@ -100,11 +100,16 @@ class OnnxEmbedding(BaseEmbedding):
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised embeddings of `texts`, one row each (float32)."""
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        types = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        return self._run(self._tokenizer.encode_batch(texts))
+
+    def _run(self, encodings: list) -> np.ndarray:
+        """The model on one batch of tokenised texts, padded to the longest: mean pooling, L2 norm."""
+        width = max(len(e.ids) for e in encodings)
+        ids, mask = np.zeros((len(encodings), width), dtype=np.int64), np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
         summed = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return (summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -118,12 +123,11 @@ class OnnxEmbedding(BaseEmbedding):
         return self.encode([text])[0].tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors = np.empty((len(texts), 0), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        vectors: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self._model_batch):
             chunk = order[start : start + self._model_batch]
-            encoded = self.encode([texts[i] for i in chunk])
-            if vectors.shape[1] == 0:
-                vectors = np.empty((len(texts), encoded.shape[1]), dtype=np.float32)
-            vectors[chunk] = encoded
-        return vectors.tolist()
+            for i, vector in zip(chunk, self._run([encodings[i] for i in chunk])):
+                vectors[i] = vector.tolist()
+        return vectors
