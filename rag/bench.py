@@ -167,6 +167,8 @@ def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_
         rows.append(("embedding throughput (passages/s)", _worker("throughput", "ours", passages)["passages_per_s"], _worker("throughput", "baseline", passages)["passages_per_s"]))
         if corpus_file is not None:
             rows += _corpus_rows(corpus_file, work)
+        elif not quick:
+            rows.append(("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", None, None))
     if bot and not quick:
         rows += _bot_rows()
     return _table(rows)
