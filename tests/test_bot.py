@@ -26,3 +26,29 @@ def test_long_replies_are_split_between_paragraphs():
     messages = split_messages(paragraphs, limit=2000)
     assert all(len(m) <= 2000 for m in messages) and len(messages) == 2
     assert split_messages(["x" * 5000], limit=4096) == ["x" * 4096, "x" * 904]
+
+
+def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=os.environ | env)
+
+
+def test_a_missing_document_fails_before_any_network_traffic(tmp_path):
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"documents: [{tmp_path / 'gone.txt'}]\n")
+    result = run_bot({"TELEGRAM_BOT_TOKEN": "1:x", "RAG_CONFIG": str(config), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: document not found: {tmp_path / 'gone.txt'}"
+
+
+def test_an_unreachable_bot_api_exits_with_a_clear_last_line():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run_bot({"TELEGRAM_BOT_TOKEN": "1:secret", "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{port}/bot"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Telegram Bot API at http://127.0.0.1:{port}/bot")
+    assert "1:secret" not in result.stderr

@@ -8,13 +8,14 @@ import os
 import sys
 
 from telegram import BotCommand, Update
-from telegram.error import InvalidToken
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from rag.bot import handlers
 from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
 from rag.config import Config, load_config
 from rag.errors import RagError
+from rag.store import load_documents
 
 logger = logging.getLogger("rag.bot")
 NEW_MESSAGES = filters.UpdateType.MESSAGE  # edited messages and channel posts are ignored
@@ -74,9 +75,13 @@ def main() -> int:
     configure_logging(token)
     try:
         config = load_config()
+        load_documents(config)  # a missing or unreadable document fails before any network traffic
         build_application(config, token).run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
     except InvalidToken:
         print("error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN", file=sys.stderr)
+        return 1
+    except NetworkError as exc:
+        print(f"error: cannot reach the Telegram Bot API at {config.telegram.base_url} ({exc})", file=sys.stderr)
         return 1
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
