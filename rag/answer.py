@@ -58,6 +58,8 @@ class Answer:
     abstained: bool
     citations: list[Citation] = field(default_factory=list)
     latency_ms: float = 0.0
+    mode: str = "extractive"  # which path produced the answer: "extractive" or "generative"
+    dropped_sentences: int = 0  # generated sentences removed by verification
 
     def to_json(self, item_id: str = "q1", turn: int = 0) -> dict[str, Any]:
         """The fixed answer JSON of DESIGN.md."""
@@ -69,6 +71,8 @@ class Answer:
             "abstained": self.abstained,
             "citations": [asdict(c) for c in self.citations],
             "latency_ms": round(self.latency_ms, 2),
+            "mode": self.mode,
+            "dropped_sentences": self.dropped_sentences,
         }
 
 
@@ -134,13 +138,13 @@ class ExtractiveAnswerer:
         fitting = [s for s in ranked if self._has_kind_of_answer(s.node, kind, counted)]
         if unknown_names(question, self.weights) or not fitting or fitting[0].score < self.config.min_score:
             closest = [s for s in ranked[:2] if s.score >= self.config.citation_min_score]
-            return Answer(question, self.config.abstain_message, True, self._citations(closest))
+            return Answer(question, self.config.abstain_message, True, self.citations(closest))
         best = fitting[0]
         quoted = self._quoted(best.node)
         text = " ".join(normalise(node.text) for node in quoted)
         cited = [best] + [Scored(node, best.score) for node in quoted if node is not best.node]
         cited += [s for s in ranked if s.score >= self.config.citation_min_score]
-        return Answer(question, text, False, self._citations(_unique(cited)[: max(self.top_k, len(quoted))]))
+        return Answer(question, text, False, self.citations(_unique(cited)[: max(self.top_k, len(quoted))]))
 
     def _has_kind_of_answer(self, node: TextNode, kind: str | None, counted: set[str]) -> bool:
         """Whether the passage (with its antecedent) holds the kind of answer asked for."""
@@ -175,7 +179,7 @@ class ExtractiveAnswerer:
         antecedent = self.previous.get(node.node_id) if PRONOUN_OPENING.match(node.text) else None
         return [node] if antecedent is None else [antecedent, node]
 
-    def _citations(self, scored: list[Scored]) -> list[Citation]:
+    def citations(self, scored: list[Scored]) -> list[Citation]:
         return [self._citation(n, s) for n, s in enumerate(scored, start=1)]
 
     def _citation(self, n: int, scored: Scored) -> Citation:

@@ -79,6 +79,17 @@ class TelegramConfig(_Section):
     )
 
 
+class LLMConfig(_Section):
+    provider: Literal["none", "openai_compatible"] = "none"
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "llama3.2"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(20.0, gt=0, le=600)
+    max_tokens: int = Field(300, ge=16, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    min_support: float = Field(0.5, ge=0.0, le=1.0)
+
+
 class Config(_Section):
     documents: list[Path] = Field(default_factory=lambda: [Path("data/dw-icc-sanctions.txt")], min_length=1)
     index_dir: Path = Path("index")
@@ -88,6 +99,7 @@ class Config(_Section):
     answer: AnswerConfig = AnswerConfig()
     chat: ChatConfig = ChatConfig()
     telegram: TelegramConfig = TelegramConfig()
+    llm: LLMConfig = LLMConfig()
 
 
 def load_config(

@@ -17,6 +17,7 @@ from rag.errors import QuestionError
 from rag.lexical import words
 
 if TYPE_CHECKING:
+    from rag.generate import GenerativeAnswerer
     from rag.ingest import SourceDocument
     from rag.retrieve import HybridRetriever
     from rag.store import Progress, StoredIndex
@@ -28,7 +29,7 @@ class Engine:
     documents: list[SourceDocument]
     stored: StoredIndex
     retriever: HybridRetriever
-    answerer: ExtractiveAnswerer
+    answerer: ExtractiveAnswerer | GenerativeAnswerer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one question at a time
 
     @classmethod
@@ -43,6 +44,10 @@ class Engine:
         stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
         texts = {display_path(d.path): d.text for d in documents}
         answerer = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k)
+        if config.llm.provider != "none":  # LLM libraries are imported only when configured
+            from rag.generate import GenerativeAnswerer, build_llm
+
+            answerer = GenerativeAnswerer(answerer, build_llm(config.llm), embed_model, config.llm)
         return cls(config, documents, stored, HybridRetriever(stored, embed_model, config.retrieval), answerer)
 
     def new_session(self) -> ChatSession:

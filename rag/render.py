@@ -18,8 +18,7 @@ def terminal(answer: Answer) -> str:
             lines += ["", "Closest passages (they do not answer the question):"]
             lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
         return "\n".join(lines)
-    markers = "".join(f"[{c.n}]" for c in answer.citations[:1])
-    lines = [_wrap(f"{answer.text} {markers}"), "", "Sources:"]
+    lines = [_wrap(answer.text + _marker(answer)), "", "Sources:"]
     lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
     return "\n".join(lines)
 
@@ -36,6 +35,11 @@ def sources(answer: Answer | None) -> str:
 
 def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
     return json.dumps(answer.to_json(item_id, turn), ensure_ascii=False)
+
+
+def _marker(answer: Answer) -> str:
+    """" [1]" after a quoted answer; a generated answer carries its own markers."""
+    return "" if answer.abstained or answer.mode == "generative" else " [1]"
 
 
 def _citation_line(c: Citation, limit: int) -> str:
@@ -58,7 +62,7 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
     with `question`, the question is shown first (for answers to a tapped example)."""
     escape = escape_html
     parts = [f"❓ <i>{escape(question)}</i>"] if question else []
-    parts.append(escape(answer.text) + ("" if answer.abstained else " [1]"))
+    parts.append(escape(answer.text) + _marker(answer))
     if answer.citations:
         heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")

@@ -46,7 +46,8 @@ def test_abstains_when_the_document_does_not_say(engine, question):
 
 def test_answer_json_has_the_fixed_shape(engine):
     data = engine.ask("who revoked Bensouda's visa?").to_json("q7", 1)
-    assert list(data) == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms"]
+    assert list(data) == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms", "mode", "dropped_sentences"]
+    assert (data["mode"], data["dropped_sentences"]) == ("extractive", 0)
     assert (data["id"], data["turn"]) == ("q7", 1)
     assert list(data["citations"][0]) == ["n", "text", "start", "end", "paragraph", "score", "source"]
 

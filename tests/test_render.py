@@ -24,3 +24,8 @@ def test_sources_quote_passages_in_full():
     assert "[2] doc.txt, paragraph 4, chars 0-300" in text
     assert text.count("word") == 60
     assert sources(None) == "No sources yet: ask a question first."
+
+
+def test_generated_answers_keep_their_own_markers():
+    answer = Answer("q", "The administration revoked it [1].", False, [CITATION], mode="generative")
+    assert terminal(answer).splitlines()[0] == "The administration revoked it [1]."

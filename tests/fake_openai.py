@@ -1,0 +1,68 @@
+"""A local fake OpenAI-compatible server (`POST /v1/chat/completions`, no streaming) with scripted replies."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeOpenAI:
+    """`reply` is what the next completions return: text, ("status", code), ("malformed",),
+    ("slow", seconds, text), or a function of the request body giving one of those."""
+
+    def __init__(self) -> None:
+        self.reply: Any = "NOT_IN_PASSAGES"
+        self.requests: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                fake.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
+                reply = fake.reply(body) if callable(fake.reply) else fake.reply
+                if isinstance(reply, tuple) and reply[0] == "slow":
+                    time.sleep(reply[1])
+                    reply = reply[2]
+                if isinstance(reply, tuple) and reply[0] == "status":
+                    self._send(reply[1], b'{"error": {"message": "server error", "type": "server_error"}}')
+                elif isinstance(reply, tuple) and reply[0] == "malformed":
+                    self._send(200, b'{"choices": [ this is not json')
+                else:
+                    completion = {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                    self._send(200, json.dumps(completion).encode())
+
+            def _send(self, status: int, data: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
