@@ -67,9 +67,11 @@ def test_no_usable_reply_falls_back_to_the_extractive_answer(engine_with_llm, ll
     assert data["answer"].startswith("Last year, the administration revoked the American visa")
 
 
-def test_the_extractive_engine_still_abstains(engine_with_llm, llm_server):
+def test_the_extractive_engine_still_abstains_and_no_model_is_asked(engine_with_llm, llm_server):
+    asked = len(llm_server.requests)
     data = ask(engine_with_llm, llm_server, "Paris is the capital of France [1].", question="What is the capital of France?")
     assert data["abstained"] and data["mode"] == "extractive"
+    assert len(llm_server.requests) == asked
 
 
 def test_a_slow_server_gets_the_extractive_answer_within_the_timeout(engine_with_llm, llm_server):
@@ -111,3 +113,9 @@ def test_failures_are_logged_once_without_the_api_key(config, llm_server, monkey
     warnings = [r for r in caplog.records if r.name == "rag.generate"]
     assert len(warnings) == 1 and "InternalServerError" in warnings[0].getMessage()
     assert "sk-very-secret-key" not in caplog.text
+
+
+def test_sentences_keep_citations_written_after_the_full_stop():
+    from rag.generate import split_sentences
+
+    assert split_sentences("It was revoked. [1] She was born in Gambia.[2][3]  Done [1].") == ["It was revoked [1].", "She was born in Gambia[2][3].", "Done [1]."]
