@@ -153,6 +153,11 @@ class ExtractiveAnswerer:
             return False
         return not counted or any(counted & self.terms[n.node_id] for n in quoted)
 
+    def standalone(self, question: str, context: str) -> tuple[str, str]:
+        """The question to retrieve with, and the context to keep: here both unchanged (the
+        follow-up is retrieved and scored together with the conversation)."""
+        return question, context
+
     def rank(self, question: str, candidates: list[Candidate], context: str = "") -> list[Scored]:
         """Candidates by score: cosine similarity plus weighted term coverage.
 

@@ -59,8 +59,10 @@ class Engine:
         question = check_question(question, self.config.answer.max_question_chars)
         with self.lock:  # the tokenizer and model are not safe to share between threads
             context = session.context_for(question) if session else ""
-            queries = [question, f"{question} {context}"] if context else [question]
-            answer = self.answerer.answer(question, self.retriever.retrieve(queries), context)
+            standalone, context = self.answerer.standalone(question, context) if context else (question, "")
+            queries = [standalone, f"{standalone} {context}"] if context else [standalone]
+            answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context)
+            answer.question = question
             if session is not None:
                 session.add(question, answer)
         answer.latency_ms = (time.perf_counter() - started) * 1000

@@ -119,3 +119,28 @@ def test_sentences_keep_citations_written_after_the_full_stop():
     from rag.generate import split_sentences
 
     assert split_sentences("It was revoked. [1] She was born in Gambia.[2][3]  Done [1].") == ["It was revoked [1].", "She was born in Gambia[2][3].", "Done [1]."]
+
+
+def test_a_follow_up_is_condensed_by_the_model(engine_with_llm, llm_server):
+    def script(body):
+        system = body["messages"][0]["content"]
+        if system.startswith("Rewrite the follow-up"):
+            return "Where was Fatou Bensouda born?"
+        return "Fatou Bensouda is Gambian-born [1]."
+
+    llm_server.reply = script
+    session = engine_with_llm.new_session()
+    engine_with_llm.ask("Who is the ICC's chief prosecutor?", session)
+    follow_up = engine_with_llm.ask("Where was she born?", session).to_json()
+    condense = [r for r in llm_server.requests if r["body"]["messages"][0]["content"].startswith("Rewrite")][-1]
+    assert "Follow-up question: Where was she born?" in condense["body"]["messages"][1]["content"]
+    assert follow_up["question"] == "Where was she born?"
+    assert (follow_up["mode"], follow_up["answer"]) == ("generative", "Fatou Bensouda is Gambian-born [1].")
+
+
+def test_a_failed_condense_falls_back_to_the_extractive_follow_up(engine_with_llm, llm_server):
+    llm_server.reply = ("status", 500)
+    session = engine_with_llm.new_session()
+    engine_with_llm.ask("Who is the US Secretary of State?", session)
+    follow_up = engine_with_llm.ask("What did he call the court?", session).to_json()
+    assert follow_up["mode"] == "extractive" and "kangaroo court" in follow_up["answer"]
