@@ -14,6 +14,7 @@ IDF-weighted share of the question's content words it contains. The answerer abs
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,8 +132,9 @@ class ExtractiveAnswerer:
         self.terms = {node.node_id: set(content_terms(node.get_content(metadata_mode="embed"))) for node in nodes}
         self.weights = TermWeights(self.terms.values())
 
-    def answer(self, question: str, candidates: list[Candidate], context: str = "") -> Answer:
-        """Answer `question` from retrieval `candidates`; `context` is the conversation so far."""
+    def answer(self, question: str, candidates: list[Candidate], context: str = "", on_draft: Callable[[str], None] | None = None) -> Answer:
+        """Answer `question` from retrieval `candidates`; `context` is the conversation so far.
+        (`on_draft` is the generative answerer's; a quote has no drafts.)"""
         ranked = self.rank(question, candidates, context)
         kind, counted = expected_kind(question), counted_things(question)
         fitting = [s for s in ranked if self._has_kind_of_answer(s.node, kind, counted)]

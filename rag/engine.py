@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +54,16 @@ class Engine:
     def new_session(self) -> ChatSession:
         return ChatSession(history_turns=self.config.chat.history_turns)
 
-    def ask(self, question: str, session: ChatSession | None = None) -> Answer:
-        """Answer one question; with a session, follow-ups use (and extend) its history."""
+    def ask(self, question: str, session: ChatSession | None = None, on_draft: Callable[[str], None] | None = None) -> Answer:
+        """Answer one question; with a session, follow-ups use (and extend) its history. With an
+        LLM configured, `on_draft` receives the unverified reply while it streams."""
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
         with self.lock:  # the tokenizer and model are not safe to share between threads
             context = session.context_for(question) if session else ""
             standalone, context = self.answerer.standalone(question, context) if context else (question, "")
             queries = [standalone, f"{standalone} {context}"] if context else [standalone]
-            answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context)
+            answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context, on_draft)
             answer.question = question
             if session is not None:
                 session.add(question, answer)

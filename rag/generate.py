@@ -16,7 +16,10 @@ sentence. Its reply is then verified sentence by sentence:
 A follow-up is first rewritten by the model into a standalone question (the CondensePlusContext
 pattern); if that call fails, the extractive engine's follow-up handling is used.
 
-Deliberate simplifications: no streaming; ``min_support`` was set on the scripted test cases, not
+With a draft callback the reply is streamed and shown as it grows (the Telegram bot edits a
+message with it); only the verified text is the answer.
+
+Deliberate simplification: ``min_support`` was set on the scripted test cases, not
 calibrated on a real model's output.
 """
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from rag.retrieve import Candidate
 
 logger = logging.getLogger(__name__)
+Draft = Callable[[str], None]  # receives the unverified reply so far, while it streams
 NOT_FOUND = "NOT_IN_PASSAGES"
 CITATION = re.compile(r"\[(\d+)\]")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
@@ -89,12 +95,13 @@ class GenerativeAnswerer:
         self.embed_model = embed_model
         self.config = config
 
-    def answer(self, question: str, candidates: list[Candidate], context: str = "") -> Answer:
+    def answer(self, question: str, candidates: list[Candidate], context: str = "", on_draft: Draft | None = None) -> Answer:
+        """The verified generated answer, else the extractive one; `on_draft` sees the reply as it streams."""
         fallback = self.extractive.answer(question, candidates, context)
         if fallback.abstained:  # the document does not say: no model gets to guess
             return fallback
         passages = self.extractive.rank(question, candidates, context)[: self.extractive.top_k]
-        reply = self._ask(question, passages)
+        reply = self._ask(question, passages, on_draft)
         if reply is None or NOT_FOUND in reply or not passages:
             return fallback
         kept, dropped = self.verify(question, reply, passages)
@@ -138,17 +145,27 @@ class GenerativeAnswerer:
     def _embed(self, text: str) -> np.ndarray:
         return np.asarray(self.embed_model.get_query_embedding(text), dtype="float32")
 
-    def _ask(self, question: str, passages: list[Scored]) -> str | None:
+    def _ask(self, question: str, passages: list[Scored], on_draft: Draft | None = None) -> str | None:
         numbered = "\n".join(f'<passage n="{n}">\n{s.node.text}\n</passage>' for n, s in enumerate(passages, start=1))
-        return self._chat(SYSTEM_PROMPT, f"{numbered}\n\nQuestion: {question}")
+        return self._chat(SYSTEM_PROMPT, f"{numbered}\n\nQuestion: {question}", on_draft)
 
-    def _chat(self, system: str, user: str) -> str | None:
-        """The model's reply, or None when the call fails (logged once, without the API key)."""
+    def _chat(self, system: str, user: str, on_draft: Draft | None = None) -> str | None:
+        """The model's reply (streamed to `on_draft` when given), or None when the call fails or
+        overruns ``llm.timeout_s`` (logged once, without the API key)."""
         from llama_index.core.llms import ChatMessage
 
         messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
+        deadline = time.monotonic() + self.config.timeout_s
         try:
-            reply = self.llm.chat(messages).message.content
+            if on_draft is None:
+                reply = self.llm.chat(messages).message.content
+            else:
+                reply = ""
+                for chunk in self.llm.stream_chat(messages):
+                    reply += chunk.delta or ""
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the streamed reply took longer than llm.timeout_s")
+                    on_draft(reply)
         except Exception as exc:  # the OpenAI client raises many types: timeouts, HTTP, JSON decoding
             logger.warning("LLM call failed (%s); answering extractively", type(exc).__name__)
             return None

@@ -77,6 +77,14 @@ def escape_html(text: str) -> str:
     return escape(text, quote=False)
 
 
+def plain_text(html_text: str) -> str:
+    """Telegram HTML back to plain text (the fallback when Telegram rejects the markup)."""
+    import re
+    from html import unescape
+
+    return unescape(re.sub(r"<[^>]+>", "", html_text))
+
+
 def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Join paragraphs into messages of at most `limit` characters, breaking between paragraphs."""
     messages, current = [], ""

@@ -15,6 +15,7 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.reply: Any = "NOT_IN_PASSAGES"
+        self.stream_delay = 0.05
         self.requests: list[dict] = []
         fake = self
 
@@ -32,11 +33,31 @@ class FakeOpenAI:
                     self._send(reply[1], b'{"error": {"message": "server error", "type": "server_error"}}')
                 elif isinstance(reply, tuple) and reply[0] == "malformed":
                     self._send(200, b'{"choices": [ this is not json')
+                elif body.get("stream"):
+                    self._stream(reply)
                 else:
                     completion = {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
                                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
                     self._send(200, json.dumps(completion).encode())
+
+            def _stream(self, reply: str) -> None:
+                """Server-sent events, a few words per chunk, `stream_delay` apart."""
+                self.close_connection = True
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                words = reply.split(" ")
+                for start in range(0, len(words), 3):
+                    piece = " ".join(words[start : start + 3]) + (" " if start + 3 < len(words) else "")
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                             "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(fake.stream_delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
 
             def _send(self, status: int, data: bytes) -> None:
                 try:

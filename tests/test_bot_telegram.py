@@ -239,3 +239,25 @@ def test_invalid_token_exits_with_one_line(article, shared_index_dir, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN"
     assert "999:wrong" not in result.stderr
     assert len([c for c in fake.calls if c.method == "getMe"]) <= 1
+
+
+def test_generated_answers_grow_in_place_then_show_the_verified_text(article, shared_index_dir, onnx_dir, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as llm, FakeTelegram() as fake:
+        llm.reply = "The Trump administration revoked the visa of the court's chief prosecutor last year [1]. She was arrested in 2019 [1]."
+        llm.stream_delay = 0.4
+        llm_settings = {"provider": "openai_compatible", "base_url": llm.base_url, "model": "fake", "timeout_s": 30}
+        config = write_config(tmp_path / "bot.yaml", article, {"messages_per_second": 1000}, llm=llm_settings)
+        with running_bot(fake, config, shared_index_dir, tmp_path / "bot.log", onnx_dir):
+            question = fake.push_text(9, "who revoked Bensouda's visa?")
+            fake.wait_until(lambda: any(buttons(c) for c in fake.sent(9, "editMessageText")))
+        placeholder = fake.replies_to(question)[0]
+        edits = fake.sent(9, "editMessageText")
+        assert all(e.params["message_id"] == placeholder.result["message_id"] for e in edits)
+        drafts, final = edits[:-1], edits[-1]
+        assert drafts and all("drafting" in e.params["text"] for e in drafts)
+        assert all(b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:]))  # at most about one edit a second
+        assert final.params["text"].startswith("The Trump administration revoked the visa of the court's chief prosecutor last year [1].")
+        assert "arrested" not in final.params["text"] and set(buttons(final)) == {"Sources", "More context"}
+        assert all(valid_telegram_html(e.params["text"]) for e in edits)

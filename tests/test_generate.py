@@ -144,3 +144,12 @@ def test_a_failed_condense_falls_back_to_the_extractive_follow_up(engine_with_ll
     engine_with_llm.ask("Who is the US Secretary of State?", session)
     follow_up = engine_with_llm.ask("What did he call the court?", session).to_json()
     assert follow_up["mode"] == "extractive" and "kangaroo court" in follow_up["answer"]
+
+
+def test_a_streamed_reply_is_shown_as_drafts_then_verified(engine_with_llm, llm_server):
+    drafts = []
+    llm_server.reply = "The administration revoked her visa [1]. Bensouda was arrested in 2019 [1]."
+    answer = engine_with_llm.ask(VISA, on_draft=drafts.append)
+    assert llm_server.requests[-1]["body"]["stream"] is True
+    assert len(drafts) > 2 and drafts[-1] == llm_server.reply  # the draft grew to the full reply
+    assert (answer.mode, answer.text, answer.dropped_sentences) == ("generative", "The administration revoked her visa [1].", 1)

@@ -7,7 +7,6 @@ Engine calls run in a thread so the event loop keeps serving other chats.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from rag import render
+from rag.bot.drafts import DraftEditor
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
@@ -170,12 +170,18 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
         await send(message, [f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."])
         return
     await typing(update, context)
-    answer = await asyncio.to_thread(st.engine.ask, question, st.conversations.session(update.effective_chat.id))
+    drafts = DraftEditor(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
+    if drafts is not None:
+        await drafts.start()
+    session = st.conversations.session(update.effective_chat.id)
+    answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
     key = st.archive.add(answer)
     markup = None
     if answer.citations and not answer.abstained:
         markup = InlineKeyboardMarkup([[InlineKeyboardButton("Sources", callback_data=f"src:{key}"), InlineKeyboardButton("More context", callback_data=f"ctx:{key}")]])
     chunks = render.telegram_html(answer, st.config.message_chars, question if show_question else None)
+    if drafts is not None:
+        chunks = await drafts.finish(chunks, markup)
     await send(message, chunks, markup)
 
 
@@ -223,7 +229,7 @@ async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup
             if "can't parse entities" not in str(exc).lower():
                 raise
             logger.warning("Telegram rejected the HTML of a reply (%s); sending it as plain text", exc)
-            await message.get_bot().send_message(message.chat_id, html.unescape(re.sub(r"<[^>]+>", "", chunk)), **kwargs)
+            await message.get_bot().send_message(message.chat_id, render.plain_text(chunk), **kwargs)
 
 
 async def send_plain(message: Message, text: str, limit: int) -> None:
