@@ -87,7 +87,7 @@ class LLMConfig(_Section):
     timeout_s: float = Field(20.0, gt=0, le=600)
     max_tokens: int = Field(300, ge=16, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    min_support: float = Field(0.5, ge=0.0, le=1.0)
+    min_support: float = Field(0.6, ge=0.0, le=1.0)
 
 
 class Config(_Section):

@@ -19,8 +19,10 @@ pattern); if that call fails, the extractive engine's follow-up handling is used
 With a draft callback the reply is streamed and shown as it grows (the Telegram bot edits a
 message with it); only the verified text is the answer.
 
-Deliberate simplification: ``min_support`` was set on the scripted test cases, not
-calibrated on a real model's output.
+``min_support`` (0.6) was calibrated on the DW questions: a reply quoting the top passage and
+citing it was kept at every threshold up to 0.7; a reply quoting the third passage but citing
+the first was kept 20/51 times at 0.3, 3/51 at 0.5 and 0/51 from 0.6. Deliberate
+simplification: this is calibrated on scripted replies, not on a real model's paraphrases.
 """
 
 from __future__ import annotations
