@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,3 +86,20 @@ def _load_torch(config: EmbeddingConfig, location: str) -> BaseEmbedding:
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars on every start
     return HuggingFaceEmbedding(model_name=location, device=config.device, embed_batch_size=config.batch_size, normalize=True)
+
+
+class LockedEmbedding:
+    """An embedding model that several threads may share: one query embedding at a time.
+
+    Tokenizers and torch modules are not safe to share between threads; the index, BM25 and
+    everything else a question touches are read-only, so this is the only lock an answer needs
+    (and an LLM call, which takes seconds, holds none)."""
+
+    def __init__(self, model: BaseEmbedding):
+        self.model = model
+        self.lock = threading.Lock()
+
+    def get_query_embedding(self, text: str) -> list[float]:
+        with self.lock:
+            return self.model.get_query_embedding(text)
+

@@ -5,10 +5,9 @@ Heavy libraries are imported inside `Engine.open`, so checking a question costs 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Citation, ExtractiveAnswerer, normalise
@@ -31,18 +30,18 @@ class Engine:
     stored: StoredIndex
     retriever: HybridRetriever
     answerer: ExtractiveAnswerer | GenerativeAnswerer
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one question at a time
 
     @classmethod
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
         """Read the documents, load (or build) the index and get ready to answer."""
-        from rag.embedding import load_embed_model
+        from rag.embedding import LockedEmbedding, load_embed_model
         from rag.retrieve import HybridRetriever
         from rag.store import display_path, load_documents, open_index
 
         documents = load_documents(config)
         embed_model = load_embed_model(config.embedding, progress)
         stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
+        embed_model = LockedEmbedding(embed_model)  # shared by the threads that answer questions
         texts = {display_path(d.path): d.text for d in documents}
         answerer = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k)
         if config.llm.provider != "none":  # LLM libraries are imported only when configured
@@ -56,17 +55,19 @@ class Engine:
 
     def ask(self, question: str, session: ChatSession | None = None, on_draft: Callable[[str], None] | None = None) -> Answer:
         """Answer one question; with a session, follow-ups use (and extend) its history. With an
-        LLM configured, `on_draft` receives the unverified reply while it streams."""
+        LLM configured, `on_draft` receives the unverified reply while it streams.
+
+        Safe to call from several threads for different sessions: only the embedding model is
+        shared state, and `LockedEmbedding` serialises it; an LLM call holds no lock."""
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
-        with self.lock:  # the tokenizer and model are not safe to share between threads
-            context = session.context_for(question) if session else ""
-            standalone, context = self.answerer.standalone(question, context) if context else (question, "")
-            queries = [standalone, f"{standalone} {context}"] if context else [standalone]
-            answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context, on_draft)
-            answer.question = question
-            if session is not None:
-                session.add(question, answer)
+        context = session.context_for(question) if session else ""
+        standalone, context = self.answerer.standalone(question, context) if context else (question, "")
+        queries = [standalone, f"{standalone} {context}"] if context else [standalone]
+        answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context, on_draft)
+        answer.question = question
+        if session is not None:
+            session.add(question, answer)
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
 

@@ -42,7 +42,7 @@ from rag.config import LLMConfig
 from rag.lexical import content_terms
 
 if TYPE_CHECKING:
-    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from rag.embedding import LockedEmbedding
     from llama_index.core.llms import LLM
 
     from rag.retrieve import Candidate
@@ -91,7 +91,7 @@ def build_llm(config: LLMConfig) -> LLM:
 class GenerativeAnswerer:
     """Asks the LLM, keeps only supported sentences, falls back to the extractive answerer."""
 
-    def __init__(self, extractive: ExtractiveAnswerer, llm: LLM, embed_model: BaseEmbedding, config: LLMConfig):
+    def __init__(self, extractive: ExtractiveAnswerer, llm: LLM, embed_model: LockedEmbedding, config: LLMConfig):
         self.extractive = extractive
         self.llm = llm
         self.embed_model = embed_model

@@ -20,7 +20,7 @@ import numpy as np
 from rag.config import RetrievalConfig
 
 if TYPE_CHECKING:
-    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from rag.embedding import LockedEmbedding
     from llama_index.core.schema import TextNode
 
     from rag.store import StoredIndex
@@ -41,7 +41,7 @@ class Candidate:
 class HybridRetriever:
     """Dense + BM25 retrieval over one stored index."""
 
-    def __init__(self, stored: StoredIndex, embed_model: BaseEmbedding, config: RetrievalConfig):
+    def __init__(self, stored: StoredIndex, embed_model: LockedEmbedding, config: RetrievalConfig):
         from llama_index.retrievers.bm25 import BM25Retriever
 
         self.config = config

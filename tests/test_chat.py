@@ -30,3 +30,17 @@ def test_follow_up_detection():
     assert is_follow_up("What did they demand?")
     assert is_follow_up("Why?")
     assert not is_follow_up("Who revoked Bensouda's visa?")
+
+
+def test_sessions_in_parallel_threads_get_the_same_answers(engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    conversations = [["Who is the ICC's chief prosecutor?", "Where was she born?"], ["Who is the US Secretary of State?", "What did he call the court?"]] * 4
+
+    def run(questions):
+        session = engine.new_session()
+        return [engine.ask(q, session).text for q in questions]
+
+    expected = [run(c) for c in conversations]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(run, conversations)) == expected
