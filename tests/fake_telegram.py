@@ -15,9 +15,11 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.local_server import LocalServer
 
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "DocBot", "username": "docbot", "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
 RAW_STRING_FIELDS = {"text", "parse_mode", "callback_query_id", "action", "description", "short_description"}
@@ -33,7 +35,7 @@ class Call:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     token: str = "123456789:AAFakeTokenForTests-abcdefghijklmnop"
     calls: list[Call] = field(default_factory=list)  # every request, failed ones with ok=False
     faults: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
@@ -44,21 +46,7 @@ class FakeTelegram:
         self.update_ids = itertools.count(1)
         self.message_ids = itertools.count(1000)
         self.pushed_at: dict[int, float] = {}  # user message id -> when it was pushed
-        self.server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    # ---- lifecycle ----
-    def __enter__(self) -> FakeTelegram:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+        LocalServer.__init__(self, self._handler_class(), "/bot")
 
     # ---- scripting ----
     def fail_next(self, method: str, kind: str, count: int = 1, retry_after: int = 1) -> None:
@@ -210,13 +198,6 @@ class FakeTelegram:
                 """Quiet."""
 
         return Handler
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that hung up (the bot shutting down, a dropped connection) is not an error here."""
 
 
 TAG = re.compile(r"</?(b|strong|i|em|u|ins|s|strike|del|code|pre|tg-spoiler|blockquote)>|<a href=\"[^\"<>]*\">|</a>")
