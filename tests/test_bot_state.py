@@ -47,8 +47,24 @@ def test_rate_limiter_uses_a_sliding_minute_per_user():
 
 def test_answer_archive_keys_and_expiry():
     archive = AnswerArchive(capacity=1)
-    first = archive.add(Answer("q", "a", False))
-    second = archive.add(Answer("q2", "b", False))
+    first = archive.add(5, Answer("q", "a", False))
+    second = archive.add(5, Answer("q2", "b", False))
     assert first != second
-    assert archive.get(first) is None and archive.get(second).text == "b"
-    assert archive.get("nonsense") is None
+    assert archive.get(5, first) is None and archive.get(5, second).text == "b"
+    assert archive.get(5, "nonsense") is None
+
+
+def test_answer_archive_opens_answers_only_in_their_own_chat():
+    archive = AnswerArchive()
+    key = archive.add(111, Answer("q", "secret", False))
+    assert archive.get(111, key).text == "secret"
+    assert archive.get(222, key) is None
+
+
+def test_answer_archive_keys_are_random_and_differ_across_restarts():
+    before_restart, after_restart = AnswerArchive(), AnswerArchive()
+    old_key = before_restart.add(111, Answer("q", "a", False))
+    new_key = after_restart.add(222, Answer("q", "b", False))
+    assert old_key != new_key and len(old_key) >= 16
+    assert after_restart.get(111, old_key) is None
+    assert len({AnswerArchive().add(1, Answer("q", "a", False)) for _ in range(200)}) == 200

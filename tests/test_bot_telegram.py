@@ -225,6 +225,21 @@ def test_restricted_bot_splits_long_replies_and_refuses_strangers(tricky_documen
         assert all(c.ok for c in fake.calls if c.method == "sendMessage")
 
 
+def test_a_button_never_shows_another_chats_answer_even_after_a_restart(article, shared_index_dir, onnx_dir, tmp_path):
+    config = write_config(tmp_path / "bot.yaml", article, {"messages_per_second": 1000})
+    with FakeTelegram() as fake, running_bot(fake, config, shared_index_dir, tmp_path / "first.log", onnx_dir):
+        _, (old_answer,) = ask(fake, 111, "who revoked Bensouda's visa?")
+    old_sources = buttons(old_answer)["Sources"]
+    with FakeTelegram() as fake, running_bot(fake, config, shared_index_dir, tmp_path / "second.log", onnx_dir):
+        _, (other_answer,) = ask(fake, 222, "Who is the US Secretary of State?")
+        fake.push_callback(old_answer.result, old_sources, user_id=111)  # the old button, after the restart
+        fake.push_callback(old_answer.result, buttons(other_answer)["Sources"], user_id=111)  # chat 222's key, sent from chat 111
+        fake.wait_until(lambda: len(fake.sent(method="answerCallbackQuery")) == 2)
+        time.sleep(0.5)
+        assert all("expired" in c.params.get("text", "") for c in fake.sent(method="answerCallbackQuery"))
+        assert fake.sent(111) == []
+
+
 def test_invalid_token_exits_with_one_line(article, shared_index_dir, tmp_path):
     import os
     import subprocess

@@ -144,8 +144,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer()
         await answer_question(update, context, st.config.example_questions[int(key)], show_question=True)
         return
-    answer = st.archive.get(key) if kind in ("src", "ctx") else None
-    if answer is None or query.message is None:
+    message = query.message
+    answer = st.archive.get(message.chat.id, key) if kind in ("src", "ctx") and message is not None else None
+    if answer is None or message is None:
         await query.answer("This button has expired. Please ask the question again.")
         return
     await query.answer()
@@ -175,7 +176,7 @@ async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, qu
         await drafts.start()
     session = st.conversations.session(update.effective_chat.id)
     answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
-    key = st.archive.add(answer)
+    key = st.archive.add(update.effective_chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:
         markup = InlineKeyboardMarkup([[InlineKeyboardButton("Sources", callback_data=f"src:{key}"), InlineKeyboardButton("More context", callback_data=f"ctx:{key}")]])

@@ -6,7 +6,7 @@ Deliberate simplification: state lives in the process; a restart forgets convers
 
 from __future__ import annotations
 
-import itertools
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -84,16 +84,21 @@ class RateLimiter:
 
 
 class AnswerArchive:
-    """Recent answers by a short key, for the "Sources" and "More context" buttons."""
+    """Recent answers by key, for the "Sources" and "More context" buttons.
+
+    Keys are random (unguessable, and unique across restarts, so an old button can never name a
+    newer answer), and each answer remembers its chat: a key only opens answers of its own chat.
+    """
 
     def __init__(self, capacity: int = 5_000):
-        self.answers: BoundedStore[Answer] = BoundedStore(capacity)
-        self.keys = itertools.count(1)
+        self.answers: BoundedStore[tuple[int, Answer]] = BoundedStore(capacity)
 
-    def add(self, answer: Answer) -> str:
-        key = format(next(self.keys), "x")
-        self.answers.put(key, answer)
+    def add(self, chat_id: int, answer: Answer) -> str:
+        key = secrets.token_urlsafe(12)
+        self.answers.put(key, (chat_id, answer))
         return key
 
-    def get(self, key: str) -> Answer | None:
-        return self.answers.get(key)
+    def get(self, chat_id: int, key: str) -> Answer | None:
+        """The answer behind `key` if it was given in `chat_id`; None when unknown, expired or foreign."""
+        entry = self.answers.get(key)
+        return entry[1] if entry is not None and entry[0] == chat_id else None
