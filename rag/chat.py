@@ -1,12 +1,15 @@
 """Per-conversation state and follow-up handling.
 
 A follow-up leans on the previous turn when it uses a pronoun or similar ("Where was she born?")
-or has almost no content words of its own. Such a question is retrieved together with the
+or has no content words of its own ("Why?"). Such a question is retrieved together with the
 previous question and the answer's passage, and that text is handed to the answerer as context.
+A request for more ("tell me more", "what else did he say?") is answered from the passages this
+conversation has not quoted yet. Greetings and thanks get a short reply, not a search.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -20,16 +23,20 @@ class ChatSession:
 
     history_turns: int = 3
     turns: deque[tuple[str, Answer]] = field(default_factory=deque)
+    quoted: set[tuple[str, int]] = field(default_factory=set)  # (source, start) of passages quoted so far
 
     def add(self, question: str, answer: Answer) -> None:
         if self.history_turns == 0:
             return
+        if not answer.abstained:
+            self.quoted.update((c.source, c.start) for c in answer.citations[: max(len(answer.parts), 1)])
         self.turns.append((question, answer))
         while len(self.turns) > self.history_turns:
             self.turns.popleft()
 
     def reset(self) -> None:
         self.turns.clear()
+        self.quoted.clear()
 
     @property
     def last_answer(self) -> Answer | None:
@@ -44,5 +51,23 @@ class ChatSession:
         return f"{previous_question} {passage}".strip()
 
 
+MORE = re.compile(r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b|^\W*(and|more|go on|continue)\W*$", re.I)
+SMALL_TALK = {
+    "greeting": (re.compile(r"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening)|greetings)\b[\s\w]{0,12}\W*$", re.I), "Hello! Ask me anything about {document}."),
+    "thanks": (re.compile(r"^\W*(thanks?|thank you|thx|cheers)\b[\s\w]{0,16}\W*$", re.I), "You're welcome! Ask another question whenever you like."),
+    "goodbye": (re.compile(r"^\W*(bye|goodbye|see you|ciao|good night)\b[\s\w]{0,12}\W*$", re.I), "Goodbye! Come back with more questions any time."),
+}
+
+
 def is_follow_up(question: str) -> bool:
-    return has_anaphor(question) or len(content_terms(question)) <= 1
+    return has_anaphor(question) or not content_terms(question) or wants_more(question)
+
+
+def wants_more(question: str) -> bool:
+    """Whether the question asks for more of what was said ("tell me more", "what else did he say?")."""
+    return bool(MORE.search(question))
+
+
+def small_talk_reply(question: str) -> str | None:
+    """A short reply to a greeting, thanks or goodbye; None for a real question."""
+    return next((reply for pattern, reply in SMALL_TALK.values() if pattern.match(question)), None)

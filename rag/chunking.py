@@ -23,9 +23,6 @@ from llama_index.core.schema import BaseNode, Document, TextNode
 
 from rag.ingest import SourceDocument, heading_text
 
-# Shown to the embedding model and BM25 beside the passage, so "which agencies?" finds a wire credit.
-KIND_NOTES = {"attribution": "Report credits: authors and news agencies"}
-
 
 def paragraph_documents(document: SourceDocument, source: str) -> list[Document]:
     """One llama-index Document per content paragraph, carrying its offsets and section."""
@@ -68,9 +65,6 @@ class PassageParser(NodeParser):
         meta = paragraph.metadata
         file_start, file_end = meta["start"] + start, meta["start"] + end
         metadata = {**meta, "start": file_start, "end": file_end}
-        note = KIND_NOTES.get(meta["kind"])
-        if note:
-            metadata["note"] = note
         node_id = hashlib.sha1(f"{meta['doc_sha256']}:{file_start}:{file_end}:{self.unit}".encode()).hexdigest()[:24]
         return TextNode(
             id_=node_id,
@@ -78,8 +72,8 @@ class PassageParser(NodeParser):
             metadata=metadata,
             start_char_idx=file_start,
             end_char_idx=file_end,
-            excluded_embed_metadata_keys=[k for k in metadata if k != "note"],
-            excluded_llm_metadata_keys=[k for k in metadata if k != "note"],
+            excluded_embed_metadata_keys=list(metadata),
+            excluded_llm_metadata_keys=list(metadata),
         )
 
 

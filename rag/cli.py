@@ -61,11 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", parents=[common], help="chat with the document in the terminal")
     chat.set_defaults(handler=run_chat)
 
-    evaluate = commands.add_parser("eval", parents=[common], help="measure answer quality on a JSONL question set")
-    evaluate.add_argument("--dataset", type=Path, required=True, help="JSONL question set (see eval/)")
+    evaluate = commands.add_parser("eval", parents=[common], help="measure answer quality on a JSONL or SQuAD question set")
+    dataset = evaluate.add_mutually_exclusive_group(required=True)
+    dataset.add_argument("--dataset", type=Path, help="JSONL question set (see eval/)")
+    dataset.add_argument("--squad", type=Path, help="SQuAD-format JSON: each article is a document with its own index")
+    evaluate.add_argument("--articles", help="with --squad: N (the first N articles), 'held-out' (those the ranker was not fitted on) or comma-separated titles")
     evaluate.add_argument("--predictions", type=Path, help="write one answer JSON per line here")
     evaluate.add_argument("--report", type=Path, help="write the metrics and failures here as JSON")
+    evaluate.add_argument("--report-html", type=Path, help="write a quality report with plots here (HTML, images inline)")
     evaluate.set_defaults(handler=run_eval)
+
+    train = commands.add_parser("train", parents=[common], help="fit the ranker and abstention threshold on SQuAD articles")
+    train.add_argument("--squad", type=Path, required=True, help="SQuAD-format JSON holding the fit articles")
+    train.add_argument("--out", type=Path, help="where to write the model (default: the packaged rag/models/ranker.json)")
+    train.set_defaults(handler=run_train)
 
     bench = commands.add_parser("bench", help="benchmark against the llama-index starter pattern")
     bench.add_argument("--quick", action="store_true", help="a tiny run (seconds, not minutes)")
@@ -146,14 +155,47 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rag.evaluate import evaluate, format_report, load_dataset, write_outputs
+    from rag.evaluate import evaluate, evaluate_squad, format_report, load_dataset, write_outputs
 
     config = load(args)
-    items = load_dataset(args.dataset)
-    result = evaluate(open_engine(config), items)
+    if args.squad:
+        from rag.rank import MODEL_FILE, load_model
+        from rag.squad import load_squad, select
+
+        fitted = load_model(config.answer.ranker_model or MODEL_FILE).training.get("fit_articles", [])
+        articles = select(load_squad(args.squad), args.articles, fitted)
+        print(f"Evaluating {len(articles)} SQuAD articles (indexes in {squad_folder(args, config)})...", file=sys.stderr, flush=True)
+        result = evaluate_squad(config, articles, squad_folder(args, config), progress=lambda message: print(message, file=sys.stderr, flush=True))
+    else:
+        result = evaluate(open_engine(config), load_dataset(args.dataset))
     print(format_report(result))
     write_outputs(result, args.predictions, args.report)
+    if args.report_html:
+        from rag.report import write_html
+
+        write_html(result, args.report_html, title=str(args.squad or args.dataset))
+        print(f"Report written to {args.report_html}", file=sys.stderr)
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rag.rank import MODEL_FILE
+    from rag.squad import load_squad
+    from rag.train import train
+
+    config = load(args)
+    out = args.out or MODEL_FILE
+    model, figures = train(config, load_squad(args.squad), squad_folder(args, config), progress=lambda message: print(message, file=sys.stderr, flush=True))
+    model.save(out)
+    print(f"Model written to {out} (threshold {model.threshold:.3f})")
+    for key, value in figures.items():
+        print(f"  {key:<32} {value:.4g}")
+    return 0
+
+
+def squad_folder(args: argparse.Namespace, config: Config) -> Path:
+    """Where SQuAD articles are written and indexed: --index-dir, else <index_dir>/squad."""
+    return args.index_dir if args.index_dir else config.index_dir / "squad"
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -46,12 +46,12 @@ class RetrievalConfig(_Section):
 
 
 class AnswerConfig(_Section):
-    min_score: float = Field(0.62, ge=0.0, le=3.0)
-    lexical_weight: float = Field(1.0, ge=0.0, le=5.0)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)  # None: the ranker model's own threshold
+    ranker_model: Path | None = None  # None: the model shipped in the package (rag/models/ranker.json)
     context_weight: float = Field(0.5, ge=0.0, le=1.0)
-    citation_min_score: float = Field(0.3, ge=0.0, le=2.0)
+    citation_min_score: float = Field(0.05, ge=0.0, le=1.0)
     max_question_chars: int = Field(1000, ge=10)
-    abstain_message: str = "The article doesn't say. I couldn't find this in the text."
+    abstain_message: str = "{document} doesn't say. I couldn't find this in the text."
 
 
 class ChatConfig(_Section):
@@ -129,6 +129,7 @@ def load_config(
             "documents": [Path(d).expanduser().resolve() for d in documents],
             "index_dir": index_dir,
             "embedding": config.embedding.model_copy(update={"onnx_dir": Path(onnx_dir).expanduser().resolve()}),
+            "answer": config.answer.model_copy(update={"ranker_model": (base / config.answer.ranker_model).resolve() if config.answer.ranker_model else None}),
         }
     )
 

@@ -10,14 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.answer import Answer, Citation, ExtractiveAnswerer, normalise
-from rag.chat import ChatSession
+from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
+from rag.chat import ChatSession, small_talk_reply, wants_more
 from rag.config import Config
 from rag.errors import QuestionError
-from rag.lexical import words
+from rag.lexical import FUNCTION_WORDS, TermWeights, stem, words
 
 if TYPE_CHECKING:
-    from rag.generate import GenerativeAnswerer
     from rag.ingest import SourceDocument
     from rag.retrieve import HybridRetriever
     from rag.store import Progress, StoredIndex
@@ -29,26 +28,28 @@ class Engine:
     documents: list[SourceDocument]
     stored: StoredIndex
     retriever: HybridRetriever
-    answerer: ExtractiveAnswerer | GenerativeAnswerer
+    answerer: Answerer
+    vocabulary: TermWeights  # the documents' content terms, to spot a question in another language
+    name: str  # how replies name the documents
+    threshold: float  # the answer confidence below which the extractive answerer abstains
 
     @classmethod
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
         """Read the documents, load (or build) the index and get ready to answer."""
-        from rag.embedding import LockedEmbedding, load_embed_model
-        from rag.retrieve import HybridRetriever
-        from rag.store import display_path, load_documents, open_index
+        from rag.rank import MODEL_FILE, load_model
+        from rag.store import display_path
 
-        documents = load_documents(config)
-        embed_model = load_embed_model(config.embedding, progress)
-        stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
-        embed_model = LockedEmbedding(embed_model)  # shared by the threads that answer questions
+        model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
+        documents, stored, retriever = open_retrieval(config, rebuild, progress)
         texts = {display_path(d.path): d.text for d in documents}
-        answerer = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k)
+        name = documents[0].title if len(documents) == 1 else "The documents"
+        extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
+        answerer: Answerer = extractive
         if config.llm.provider != "none":  # LLM libraries are imported only when configured
             from rag.generate import GenerativeAnswerer, build_llm
 
-            answerer = GenerativeAnswerer(answerer, build_llm(config.llm), embed_model, config.llm)
-        return cls(config, documents, stored, HybridRetriever(stored, embed_model, config.retrieval), answerer)
+            answerer = GenerativeAnswerer(extractive, build_llm(config.llm), retriever.embed_model, config.llm)
+        return cls(config, documents, stored, retriever, answerer, extractive.features.weights, name, extractive.threshold)
 
     def new_session(self) -> ChatSession:
         return ChatSession(history_turns=self.config.chat.history_turns)
@@ -61,15 +62,36 @@ class Engine:
         shared state, and `LockedEmbedding` serialises it; an LLM call holds no lock."""
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
-        context = session.context_for(question) if session else ""
-        standalone, context = self.answerer.standalone(question, context) if context else (question, "")
-        queries = [standalone, f"{standalone} {context}"] if context else [standalone]
-        answer = self.answerer.answer(standalone, self.retriever.retrieve(queries), context, on_draft)
-        answer.question = question
-        if session is not None:
-            session.add(question, answer)
+        reply = self.reply_without_search(question)
+        if reply is not None:
+            answer = Answer(question, reply, abstained=reply.startswith("Please ask"), mode="conversation")
+        else:
+            context = session.context_for(question) if session else ""
+            standalone, context = self.answerer.standalone(question, context) if context else (question, "")
+            queries = [standalone, f"{standalone} {context}"] if context else [standalone]
+            candidates = self.retriever.retrieve(queries)
+            if session is not None and wants_more(question):  # the next passages, not what was already quoted
+                candidates = [c for c in candidates if (c.node.metadata["source"], c.node.metadata["start"]) not in session.quoted]
+            answer = self.answerer.answer(standalone, candidates, context, on_draft)
+            if answer.abstained and answer.citations and wants_more(question):
+                answer = more_of(answer)  # "tell me more" asks for the next passage, not for an answer
+            answer.question = question
+            if session is not None:
+                session.add(question, answer)
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
+
+    def reply_without_search(self, question: str) -> str | None:
+        """A reply to small talk, or a hint for a question in another language; None to search."""
+        reply = small_talk_reply(question)
+        if reply is not None:
+            return reply.replace("{document}", self.name)
+        tokens = words(question)
+        if len(tokens) >= 3 and not any(w in FUNCTION_WORDS for w in tokens):
+            known = sum(stem(w) in self.vocabulary for w in tokens)
+            if known < len(tokens) / 3:
+                return f"Please ask in the language of the document ({self.name}): I couldn't match your words to it."
+        return None
 
     @property
     def summary(self) -> str:
@@ -100,6 +122,25 @@ class Engine:
             "chunking": self.config.chunking.unit,
             "index": str(self.config.index_dir),
         }
+
+
+def more_of(abstained: Answer) -> Answer:
+    """The closest passage of an abstention, quoted as the reply to a request for more."""
+    first = abstained.citations[0]
+    return Answer(abstained.question, first.text, False, abstained.citations, confidence=abstained.confidence, parts=[(first.text, first.n)])
+
+
+def open_retrieval(config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
+    """The documents, their index (loaded, or built when missing or stale) and a retriever over it."""
+    from rag.embedding import LockedEmbedding, load_embed_model
+    from rag.retrieve import HybridRetriever
+    from rag.store import load_documents, open_index
+
+    documents = load_documents(config)
+    embed_model = load_embed_model(config.embedding, progress)
+    stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
+    retriever = HybridRetriever(stored, LockedEmbedding(embed_model), config.retrieval)  # shared by answering threads
+    return documents, stored, retriever
 
 
 def check_question(question: str, limit: int) -> str:

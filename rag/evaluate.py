@@ -9,7 +9,9 @@ abstained), follow-up accuracy (answer accuracy on turns after the first) and wa
 from __future__ import annotations
 
 import json
+import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,9 @@ from rag.answer import Answer, normalise
 from rag.errors import ConfigError, RagError
 
 if TYPE_CHECKING:
+    from rag.config import Config
     from rag.engine import Engine
+    from rag.squad import SquadArticle
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,14 @@ class Outcome:
     correct: bool
     hit_at_1: bool
     hit_at_k: bool
+    top1: dict[str, bool] = field(default_factory=dict)  # system -> its top sentence holds a gold answer (never abstaining)
 
 
 @dataclass
 class EvalResult:
     outcomes: list[Outcome] = field(default_factory=list)
     top_k: int = 3
+    threshold: float | None = None  # the abstention threshold the answers were given with
 
     def metrics(self) -> dict[str, Any]:
         answerable = [o for o in self.outcomes if o.question.answerable]
@@ -65,9 +71,14 @@ class EvalResult:
             "false_abstention": _share(answerable, lambda o: o.answer.abstained),
             "follow_up_accuracy": _share(follow_ups, lambda o: o.correct),
             "follow_ups": len(follow_ups),
+            **{f"top1_{system}": _share(answerable, lambda o, s=system: o.top1.get(s, False)) for system in self.systems()},
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p95_ms": _percentile(latencies, 95),
         }
+
+    def systems(self) -> list[str]:
+        """Systems with a never-abstaining top-1 figure: ours ("ranker") and, for SQuAD, the baselines."""
+        return list(dict.fromkeys(system for o in self.outcomes for system in o.top1))
 
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes if (o.question.answerable and not o.correct) or (not o.question.answerable and not o.answer.abstained)]
@@ -105,10 +116,12 @@ def _conversation(record: dict[str, Any], number: int) -> list[Question]:
     return questions
 
 
-def evaluate(engine: Engine, items: list[list[Question]]) -> EvalResult:
-    """Ask every question (conversations in one session each) and score the answers."""
+def evaluate(engine: Engine, items: list[list[Question]], baselines: bool = False, result: EvalResult | None = None) -> EvalResult:
+    """Ask every question (conversations in one session each) and score the answers, adding them
+    to `result`. With `baselines`, also score the top BM25 and the top dense sentence."""
     engine.ask(items[0][0].question)  # warm-up, so latencies are warm
-    result = EvalResult(top_k=engine.config.retrieval.top_k)
+    result = result or EvalResult(top_k=engine.config.retrieval.top_k)
+    result.threshold = engine.threshold
     for conversation in items:
         session = engine.new_session()
         for question in conversation:
@@ -116,15 +129,39 @@ def evaluate(engine: Engine, items: list[list[Question]]) -> EvalResult:
                 answer = engine.ask(question.question, session)
             except RagError as exc:
                 answer = Answer(question.question, str(exc), abstained=True)
-            result.outcomes.append(score(question, answer, result.top_k))
+            outcome = score(question, answer, result.top_k)
+            if baselines and question.turn == 0:
+                outcome.top1.update(baseline_top1(engine, question))
+            result.outcomes.append(outcome)
     return result
+
+
+def evaluate_squad(config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]) -> EvalResult:
+    """Each article as one document with its own index (built in `folder` when missing); results pooled."""
+    from rag.engine import Engine
+    from rag.squad import article_config
+
+    result = EvalResult(top_k=config.retrieval.top_k)
+    for article in articles:
+        engine = Engine.open(article_config(config, article, folder), progress=progress)
+        evaluate(engine, [[q] for q in article.questions], baselines=True, result=result)
+        progress(f"  {article.title}: {len(article.questions)} questions")
+    return result
+
+
+def baseline_top1(engine: Engine, question: Question) -> dict[str, bool]:
+    """Whether the single best BM25 sentence, and the single best dense sentence, hold a gold answer."""
+    retriever = engine.retriever
+    tops = {"bm25": [i for i, _ in retriever.lexical(question.question)[:1]], "dense": retriever.dense(retriever.embed(question.question))[:1]}
+    return {name: any(_holds(retriever.nodes[i].text, question.answers) for i in ids) for name, ids in tops.items()}
 
 
 def score(question: Question, answer: Answer, top_k: int) -> Outcome:
     texts = [_fold(c.text) for c in answer.citations]
     targets = [_fold(question.evidence)] if question.evidence else [_fold(a) for a in question.answers]
-    correct = not answer.abstained and any(_fold(a) in _fold(answer.text) for a in question.answers)
+    correct = not answer.abstained and _holds(answer.text, question.answers)
     usable = not answer.abstained and question.answerable
+    quoted = answer.text if not answer.abstained else answer.citations[0].text if answer.citations else ""
     return Outcome(
         question,
         answer,
@@ -132,7 +169,31 @@ def score(question: Question, answer: Answer, top_k: int) -> Outcome:
         correct,
         usable and any(t in text for t in targets for text in texts[:1]),
         usable and any(t in text for t in targets for text in texts[:top_k]),
+        {"ranker": _holds(quoted, question.answers)} if answer.mode == "extractive" else {},
     )
+
+
+def _holds(text: str, answers: tuple[str, ...]) -> bool:
+    """Whether `text` contains a gold answer (case-insensitive, whitespace-normalised)."""
+    return any(_fold(a) in _fold(text) for a in answers)
+
+
+def abstention_curve(result: EvalResult) -> list[tuple[float, float, float]]:
+    """(threshold, false abstention, abstention recall) at every confidence seen, from 0 up."""
+    answerable = [o.answer.confidence for o in result.outcomes if o.question.answerable and o.answer.confidence is not None]
+    unanswerable = [o.answer.confidence for o in result.outcomes if not o.question.answerable and o.answer.confidence is not None]
+    points = []
+    for t in sorted({0.0, *answerable, *unanswerable, 1.0}):
+        points.append((t, sum(c < t for c in answerable) / max(len(answerable), 1), sum(c < t for c in unanswerable) / max(len(unanswerable), 1)))
+    return points
+
+
+def question_kind(question: str) -> str:
+    """who, what, when, where, why, how many or other: the kind a question is reported under."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much)\b", q):
+        return "how many"
+    return next((w for w in ("who", "when", "where", "why", "what", "which") if re.search(rf"\b{w}\b", q)), "other").replace("which", "what")
 
 
 def format_report(result: EvalResult) -> str:

@@ -26,7 +26,7 @@ MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
 ParagraphKind = Literal["text", "heading", "attribution", "boilerplate"]
 
 _BLOCK = re.compile(r"\S(?:.*?\S)?(?=\s*\n[ \t]*\n|\s*\Z)", re.S)
-_TEASER = re.compile(r"^(read more|read also|see also|related|also read|recommended)\s*:", re.I)
+_TEASER = re.compile(r"^(read more|read also|also read|related|recommended)\s*:", re.I)
 _VIDEO_WIDGET = re.compile(r"^(watch|play) (video|audio)\b|\bpermalink\b", re.I)
 _SOCIAL = re.compile(r"\b(facebook|twitter|whatsapp|tumblr|linkedin|reddit|digg|pinterest|telegram|e-?mail|google\+)", re.I)
 _SIGN_UP = re.compile(r"\b(sign up|subscribe|newsletter)\b", re.I)
@@ -93,7 +93,8 @@ def is_boilerplate(flat: str) -> bool:
         return True
     if _VIDEO_WIDGET.search(flat) and len(_SOCIAL.findall(flat)) >= 2:
         return True
-    if len(_SOCIAL.findall(flat)) >= 4:
+    networks = len(_SOCIAL.findall(flat))
+    if networks >= 5 and networks >= 0.25 * len(flat.split()):  # a share bar, not a sentence naming a few networks
         return True
     return bool(_SIGN_UP.search(flat)) and len(flat) < 300 and flat.lower().rstrip(".!").endswith(("sign up here", "subscribe", "subscribe here", "sign up now", "newsletter"))
 
@@ -105,13 +106,14 @@ def is_heading(block: str) -> bool:
         return len(lines) == 1
     if len(lines) == 2 and _UNDERLINE.match(lines[1]):
         return True
-    line = lines[0]
+    line, title_words = lines[0], [w for w in lines[0].split() if len(w) > 3]
+    capitalised = sum(w[:1].isupper() for w in title_words)
     return (
         len(lines) == 1
         and len(line) <= 80
-        and len(line.split()) <= 10
         and line[:1].isupper()
         and not line.endswith((".", "!", "?", ":", ";", ",", '"', "”", ")"))
+        and (len(line.split()) <= 3 or capitalised >= 0.6 * len(title_words))  # when unsure, it is text
     )
 
 

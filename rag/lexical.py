@@ -22,8 +22,7 @@ FUNCTION_WORDS = frozenset(
     ourselves out over own same she should so some such than that the their theirs them themselves
     then there these they this those through to too under until up very was we were what when where
     which while who whom whose why will with would you your yours yourself yourselves s t
-    tell say said know many much kind sort anything something someone anyone according article
-    document text mention mentioned happen happened""".split()
+    many much anything something someone anyone""".split()
 )
 ANAPHORS = frozenset("he she him her his hers they them their theirs it its this that these those there then".split())
 

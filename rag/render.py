@@ -18,7 +18,7 @@ def terminal(answer: Answer) -> str:
             lines += ["", "Closest passages (they do not answer the question):"]
             lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
         return "\n".join(lines)
-    lines = [_wrap(answer.text + _marker(answer)), "", "Sources:"]
+    lines = [_wrap(body(answer)), "", "Sources:"] if answer.citations else [_wrap(body(answer))]
     lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
     return "\n".join(lines)
 
@@ -37,9 +37,14 @@ def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
     return json.dumps(answer.to_json(item_id, turn), ensure_ascii=False)
 
 
-def _marker(answer: Answer) -> str:
-    """" [1]" after a quoted answer; a generated answer carries its own markers."""
-    return "" if answer.abstained or answer.mode == "generative" else " [1]"
+def body(answer: Answer) -> str:
+    """The answer text with a citation number after every quoted sentence ("... [1] ... [2]");
+    a generated answer carries its own markers, a reply without sources none."""
+    if answer.abstained or not answer.citations or answer.mode != "extractive":
+        return answer.text
+    if answer.parts:
+        return " ".join(f"{text} [{n}]" for text, n in answer.parts)
+    return f"{answer.text} [1]"
 
 
 def _citation_line(c: Citation, limit: int) -> str:
@@ -62,7 +67,7 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
     with `question`, the question is shown first (for answers to a tapped example)."""
     escape = escape_html
     parts = [f"❓ <i>{escape(question)}</i>"] if question else []
-    parts.append(escape(answer.text) + _marker(answer))
+    parts.append(escape(body(answer)))
     if answer.citations:
         heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")

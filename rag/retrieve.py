@@ -31,6 +31,9 @@ class Candidate:
     node: TextNode
     similarities: tuple[float, ...]  # cosine similarity between each query and the passage
     fused: float  # reciprocal-rank-fusion score
+    dense_rank: int | None = None  # 1-based rank in the main query's dense ranking, None if absent
+    bm25_rank: int | None = None  # 1-based rank in the main query's BM25 ranking, None if absent
+    bm25: float = 0.0  # the main query's BM25 score (0 when the passage is not in its ranking)
 
     @property
     def similarity(self) -> float:
@@ -62,9 +65,15 @@ class HybridRetriever:
     def retrieve(self, queries: list[str]) -> list[Candidate]:
         """Candidates fused over dense and BM25 rankings of every query, with per-query similarities."""
         vectors = [self.embed(q) for q in queries]
-        rankings = [ranking for query, vector in zip(queries, vectors) for ranking in (self.dense(vector), self.lexical(query))]
-        fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
-        return [Candidate(self.nodes[node_id], self._similarities(vectors, node_id), score) for node_id, score in fused]
+        dense = [self.dense(vector) for vector in vectors]
+        lexical = [self.lexical(query) for query in queries]
+        rankings = dense + [[node_id for node_id, _ in scored] for scored in lexical]
+        dense_rank = {node_id: rank for rank, node_id in enumerate(dense[0], start=1)}
+        bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}
+        return [
+            Candidate(self.nodes[node_id], self._similarities(vectors, node_id), fused, dense_rank.get(node_id), *bm25.get(node_id, (None, 0.0)))
+            for node_id, fused in reciprocal_rank_fusion(rankings, self.config.rrf_k)
+        ]
 
     def dense(self, vector: np.ndarray) -> list[str]:
         """Passage ids by FAISS inner product (cosine: vectors are normalised).
@@ -75,13 +84,13 @@ class HybridRetriever:
         _, positions = self.faiss.search(vector[None, :], self.depth)
         return [self.node_ids[int(p)] for p in positions[0] if p >= 0]
 
-    def lexical(self, query: str) -> list[str]:
-        """Passage ids by BM25 score (the index llama-index's BM25Retriever built), matches only."""
+    def lexical(self, query: str) -> list[tuple[str, float]]:
+        """(passage id, BM25 score) by score (the index llama-index's BM25Retriever built), matches only."""
         import bm25s
 
         tokens = bm25s.tokenize(query, stemmer=self.bm25.stemmer, token_pattern=self.bm25.token_pattern, show_progress=False)
         indexes, scores = self.bm25.bm25.retrieve(tokens, k=self.depth, show_progress=False)
-        return [self.bm25.corpus[int(i)]["node_id"] for i, score in zip(indexes[0], scores[0]) if score > 0]
+        return [(self.bm25.corpus[int(i)]["node_id"], float(score)) for i, score in zip(indexes[0], scores[0]) if score > 0]
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.faiss.reconstruct(self.positions[node_id])

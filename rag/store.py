@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
 BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
 REMEDY = "run `python -m rag index --rebuild`"

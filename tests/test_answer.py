@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from rag.answer import expected_kind, fits_kind, normalise
+from rag.answer import normalise
 
 
 def test_visa_question_quotes_the_visa_sentence(engine):
@@ -36,35 +36,31 @@ def test_pronoun_opening_brings_its_antecedent(engine):
 
 @pytest.mark.parametrize(
     "question",
-    ["What is the capital of France?", "How many judges does the ICC have?", "What did Joe Biden say about the sanctions?", "Wer hat Bensoudas Visum widerrufen?"],
+    ["What is the capital of France?", "What did Joe Biden say about the sanctions?", "Who won the 1998 football World Cup?"],
 )
 def test_abstains_when_the_document_does_not_say(engine, question):
     answer = engine.ask(question)
     assert answer.abstained
-    assert answer.text == engine.config.answer.abstain_message
+    assert answer.text == "dw-icc-sanctions.txt doesn't say. I couldn't find this in the text."
+    assert answer.confidence < engine.threshold
 
 
 def test_answer_json_has_the_fixed_shape(engine):
     data = engine.ask("who revoked Bensouda's visa?").to_json("q7", 1)
-    assert list(data) == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms", "mode", "dropped_sentences"]
+    assert list(data)[:7] == ["id", "turn", "question", "answer", "abstained", "citations", "latency_ms"]
     assert (data["mode"], data["dropped_sentences"]) == ("extractive", 0)
+    assert 0 < data["confidence"] <= 1
     assert (data["id"], data["turn"]) == ("q7", 1)
     assert list(data["citations"][0]) == ["n", "text", "start", "end", "paragraph", "score", "source"]
 
 
-def test_expected_kinds():
-    assert expected_kind("How many soldiers were pardoned?") == "number"
-    assert expected_kind("When did the judges approve it?") == "time"
-    assert expected_kind("Who said it?") == "name"
-    assert expected_kind("What did he say?") is None
-    assert fits_kind("He pardoned two soldiers.", "number")
-    assert not fits_kind("The judges approved it.", "number")
-    assert fits_kind("It happened in March.", "time")
+def test_every_quoted_sentence_carries_its_own_citation_number(engine):
+    from rag.render import body
 
-
-def test_counted_things():
-    from rag.answer import counted_things
-
-    assert counted_things("How many US soldiers did Trump pardon?") == {"us", "soldier"}
-    assert counted_things("How many employees does it have?") == {"employe"}
-    assert counted_things("Who pardoned them?") == set()
+    answer = engine.ask("Who hinted that NATO members might be next?")
+    assert len(answer.parts) == 2
+    numbers = [n for _, n in answer.parts]
+    assert sorted(numbers) == [1, 2]
+    cited = {c.n: c.text for c in answer.citations}
+    assert all(cited[n] == text for text, n in answer.parts)
+    assert body(answer) == " ".join(f"{text} [{n}]" for text, n in answer.parts)

@@ -1,4 +1,6 @@
-from rag.chat import ChatSession, is_follow_up
+import pytest
+
+from rag.chat import ChatSession, is_follow_up, small_talk_reply
 
 
 def test_follow_up_uses_the_previous_turn(engine):
@@ -29,7 +31,31 @@ def test_history_is_bounded(engine):
 def test_follow_up_detection():
     assert is_follow_up("What did they demand?")
     assert is_follow_up("Why?")
+    assert is_follow_up("tell me more")
     assert not is_follow_up("Who revoked Bensouda's visa?")
+    assert not is_follow_up("Who is Bensouda?")  # short, but it stands alone
+
+
+@pytest.mark.parametrize("follow_up", ["What else did he suggest?", "tell me more", "anything else?"])
+def test_asking_for_more_gives_a_passage_not_yet_quoted(engine, follow_up):
+    session = engine.new_session()
+    first = engine.ask("What did Mike Pompeo say the US would not do?", session)
+    more = engine.ask(follow_up, session)
+    assert not more.abstained and more.text
+    assert not {(c.source, c.start) for c in first.citations[: len(first.parts)]} & {(c.source, c.start) for c in more.citations[: len(more.parts)]}
+
+
+@pytest.mark.parametrize(("message", "reply"), [("hi", "Hello!"), ("Thanks!", "welcome"), ("bye", "Goodbye")])
+def test_small_talk_gets_a_short_friendly_reply(engine, message, reply):
+    answer = engine.ask(message)
+    assert reply in answer.text and not answer.abstained and not answer.citations
+    assert small_talk_reply("Hi, who revoked the visa?") is None
+
+
+def test_a_question_in_another_language_gets_a_hint(engine):
+    answer = engine.ask("Wer hat Bensoudas Visum widerrufen?")
+    assert answer.abstained and "language of the document" in answer.text
+    assert not engine.ask("Bensouda visa revoked by whom").abstained
 
 
 def test_sessions_in_parallel_threads_get_the_same_answers(engine):

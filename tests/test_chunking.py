@@ -28,12 +28,11 @@ def test_node_ids_are_stable_and_depend_on_settings():
     assert not set(first) & {n.node_id for n in paragraphs}
 
 
-def test_attribution_passage_is_described_for_search():
+def test_passages_are_embedded_as_their_own_text_only():
     nodes = chunk(read_document(DW_ARTICLE), "a.txt")
     credit = next(n for n in nodes if n.metadata["kind"] == "attribution")
     assert credit.text == "dv/dr (AFP, Reuters)"
-    assert "news agencies" in credit.get_content(metadata_mode="embed")
-    assert "paragraph" not in credit.get_content(metadata_mode="embed")
+    assert all(n.get_content(metadata_mode="embed") == n.text for n in nodes)
 
 
 def test_sentence_spans_keep_abbreviations_together():

@@ -41,6 +41,29 @@ def test_classify_generic_patterns():
     assert classify("Read more: a long essay about it.", drop_boilerplate=False) == "text"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "Customers can reach support by email, Telegram, WhatsApp or Facebook Messenger.",
+        "See also: the 2019 amendment",
+        "Users who subscribe pay monthly",
+    ],
+)
+def test_content_that_merely_resembles_web_furniture_is_kept(content):
+    assert classify(content) == "text"
+
+
+def test_a_short_sentence_without_a_full_stop_is_not_a_heading():
+    assert classify("Revenue grew 5% in 2023") == "text"
+    assert classify("Feuding investigations") == "heading"
+    assert classify("Results For The Second Quarter") == "heading"
+
+
+def test_a_share_bar_is_still_dropped():
+    bar = "Share Send Facebook Twitter Whatsapp Tumblr linkedin reddit Permalink https://example.org/p/1"
+    assert classify(bar) == "boilerplate"
+
+
 def test_markdown_and_wrapped_text(tmp_path):
     path = tmp_path / "notes.md"
     path.write_text("# Notes\n\nFirst line\ncontinues here.\n\nSecond paragraph.\n", encoding="utf-8")

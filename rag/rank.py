@@ -1,0 +1,293 @@
+"""The learned ranker and answer confidence: features of (question, passage), weights fitted on data.
+
+Two small linear models, both fitted by `rag.train` on SQuAD training articles and shipped as
+JSON (``rag/models/ranker.json``, a few kilobytes; no pickle, no download):
+
+- the **ranker** scores each retrieved passage from its features (dense and BM25 scores, ranks and
+  gaps to the best candidate, IDF-weighted coverage of the question's words by the sentence, its
+  neighbours and its paragraph, shared word pairs and names, answer-type matches, position); a
+  softmax over the candidates gives each one's probability of holding the answer;
+- the **confidence** model turns the ranking (top probability and margin, the best passage's
+  coverage, question words and names the document or the best paragraph never uses, ...) into
+  the probability that the quoted passage answers the question. The answerer abstains below ``answer.min_confidence``, a
+  probability, so one threshold means the same thing on every document.
+
+Deliberate simplifications: linear models over hand-named features (fast, inspectable, trained
+in seconds), sentence-level only; no reader model extracts a span.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.errors import ModelError
+from rag.lexical import TermWeights, content_terms, words
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
+
+    from rag.retrieve import Candidate
+
+MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"
+FORMAT = 1
+
+NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")
+NUMBER = re.compile(r"\b\d[\d,.]*\b")
+PRONOUN_OPENING = re.compile(r"^\W*(he|she|they|it|this|these|those|his|her|their|its)\b", re.I)
+NUMBER_WORD = re.compile(
+    r"^(\d[\d,.]*(st|nd|rd|th|s|%)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|hundreds|thousand|thousands|million|millions|billion|dozen|several|first|second|third|half)$",
+    re.I,
+)
+TIME_WORD = re.compile(
+    r"^(\d{3,4}s?|\d{1,2}(st|nd|rd|th)|january|february|march|april|may|june|july|august|september|october|november|"
+    r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|tomorrow|year|years|month|"
+    r"months|week|weeks|day|days|century|centuries|decade|decades|ago|earlier|later|since|until|before|after|during)$",
+    re.I,
+)
+
+CANDIDATE_FEATURES = (
+    "cosine", "cosine_gap", "dense_rr", "bm25_rel", "bm25_rr", "fused_rel",
+    "coverage", "coverage_gap", "coverage_window", "window_gain", "coverage_prev", "coverage_next", "coverage_paragraph",
+    "matched_log", "novelty", "length_log", "first_in_paragraph", "pronoun_opening", "missing_top_idf",
+    "bigram_overlap", "name_overlap",
+    "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
+)  # fmt: skip
+QUESTION_FEATURES = (
+    "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
+    "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
+    "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
+)  # fmt: skip
+
+
+def expected_kind(question: str) -> str | None:
+    """What the answer must contain: "number", "time" or "name"; None when anything will do."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|old|often|far|large|big|tall)\b|\bwhat (number|percentage|amount)\b", q):
+        return "number"
+    if re.search(r"^\W*when\b|\bwhat (year|date|month|day|time|century|decade)\b|\bin which year\b|\bwhich year\b", q):
+        return "time"
+    if re.search(r"^\W*(who|whom|whose|where)\b", q):
+        return "name"
+    return None
+
+
+def answer_tokens(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The words of `text` that could be an answer of some kind, with their kinds: "number",
+    "time" or "name" (a capitalised word that does not open the text)."""
+    tokens = []
+    for i, token in enumerate(re.findall(r"[\w’'%.,-]+", text)):
+        bare = token.strip(".,’'-")
+        kinds = {kind for kind, pattern in (("number", NUMBER_WORD), ("time", TIME_WORD)) if pattern.match(bare)}
+        if i > 0 and bare[:1].isupper():
+            kinds.add("name")
+        if kinds:
+            tokens.append((bare.lower(), frozenset(kinds)))
+    return tokens
+
+
+def new_kinds(tokens: list[tuple[str, frozenset[str]]], question_words: set[str]) -> set[str]:
+    """Kinds of answer that the `answer_tokens` offer beyond the question's own words."""
+    return {kind for word, kinds in tokens if word not in question_words for kind in kinds}
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A standardised linear function: w · (x - mean) / scale + bias."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.weights + self.bias
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], width: int) -> Linear:
+        arrays = [np.asarray(data[key], dtype="float64") for key in ("mean", "scale", "weights")]
+        if any(a.shape != (width,) for a in arrays):
+            raise ValueError(f"expected {width} weights")
+        return cls(*arrays, float(data["bias"]))
+
+
+@dataclass(frozen=True)
+class RankerModel:
+    ranker: Linear
+    confidence: Linear
+    threshold: float  # the default abstention point (a probability), chosen on the training articles
+    training: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "candidate_features": list(CANDIDATE_FEATURES),
+            "question_features": list(QUESTION_FEATURES),
+            "ranker": self.ranker.to_json(),
+            "confidence": self.confidence.to_json(),
+            "threshold": self.threshold,
+            "training": self.training,
+        }
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def load_model(path: Path = MODEL_FILE) -> RankerModel:
+    """The shipped ranker; ModelError naming the file and the remedy when it is missing or stale."""
+    remedy = "reinstall the package or run `python -m rag train`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["format"] != FORMAT or data["candidate_features"] != list(CANDIDATE_FEATURES) or data["question_features"] != list(QUESTION_FEATURES):
+            raise ModelError(f"{path} was trained for other features; {remedy}")
+        ranker = Linear.from_json(data["ranker"], len(CANDIDATE_FEATURES))
+        confidence = Linear.from_json(data["confidence"], len(QUESTION_FEATURES))
+        return RankerModel(ranker, confidence, float(data["threshold"]), data.get("training", {}))
+    except OSError as exc:
+        raise ModelError(f"cannot read the ranker model {path}: {exc.strerror}; {remedy}") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"the ranker model {path} is corrupt ({exc}); {remedy}") from None
+
+
+class Featurizer:
+    """Computes ranking and confidence features over one set of passages (the index's)."""
+
+    def __init__(self, nodes: Sequence[TextNode], context_weight: float = 0.5):
+        self.context_weight = context_weight
+        self.terms = {n.node_id: set(content_terms(n.get_content(metadata_mode="embed"))) for n in nodes}
+        self.answer_tokens = {n.node_id: answer_tokens(n.text) for n in nodes}
+        self.bigrams = {n.node_id: _bigrams(content_terms(n.text)) for n in nodes}
+        self.numbers: dict[tuple[str, int], set[str]] = {}
+        self.length = {n.node_id: len(words(n.text)) for n in nodes}
+        self.weights = TermWeights(self.terms.values())
+        self.previous: dict[str, str] = {}
+        self.next: dict[str, str] = {}
+        self.paragraph_terms: dict[tuple[str, int], set[str]] = {}
+        for before, node in zip(nodes, nodes[1:]):
+            if _paragraph(before) == _paragraph(node):
+                self.previous[node.node_id], self.next[before.node_id] = before.node_id, node.node_id
+        for node in nodes:
+            self.paragraph_terms.setdefault(_paragraph(node), set()).update(self.terms[node.node_id])
+            self.numbers.setdefault(_paragraph(node), set()).update(NUMBER.findall(node.text))
+
+    def answerable_by(self, question: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates that offer a number or a time when the question asks for one ("how many",
+        "when"). On the SQuAD fit articles 98 % of the sentences holding such answers do; for "who"
+        and "where" only 95 % offer a new name, so that is left to the ranker's features."""
+        kind = expected_kind(question)
+        if kind not in ("number", "time"):
+            return list(candidates)
+        q_words = set(words(question))
+        return [c for c in candidates if kind in new_kinds(self.answer_tokens[c.node.node_id], q_words)]
+
+    def candidates(self, question: str, candidates: Sequence[Candidate], context: str = "") -> np.ndarray:
+        """One row of `CANDIDATE_FEATURES` per candidate. With `context` (a follow-up), similarity
+        and coverage blend the question alone with the question read with the conversation."""
+        q_terms = set(content_terms(question))
+        c_terms = set(content_terms(context)) - q_terms if context else set()
+        q_words = set(words(question))
+        q_bigrams = _bigrams(content_terms(question))
+        q_names = question_names(question)
+        kind = expected_kind(question)
+        weight = self.weights.idf
+        total_idf = sum(weight(t) for t in q_terms) or 1.0
+        top_idf = max((weight(t) for t in q_terms), default=1.0)
+
+        def coverage(terms: set[str]) -> float:
+            own = sum(weight(t) for t in q_terms if t in terms) / total_idf
+            if not c_terms:
+                return own
+            share = self.context_weight
+            return (1 - share) * own + share * sum(weight(t) for t in c_terms if t in terms) / sum(weight(t) for t in c_terms)
+
+        rows = []
+        for c in candidates:
+            node_id = c.node.node_id
+            terms = self.terms[node_id]
+            before, after = self.terms.get(self.previous.get(node_id, ""), set()), self.terms.get(self.next.get(node_id, ""), set())
+            cosine = c.similarities[0] if not c_terms else (1 - self.context_weight) * c.similarities[0] + self.context_weight * c.similarities[-1]
+            new = new_kinds(self.answer_tokens[node_id], q_words)
+            window = coverage(terms | before | after)
+            own = coverage(terms)
+            missing = [weight(t) for t in q_terms if t not in (terms | before | after)]
+            rows.append([
+                cosine, 0.0, 1 / c.dense_rank if c.dense_rank else 0.0, c.bm25, 1 / c.bm25_rank if c.bm25_rank else 0.0, c.fused,
+                own, 0.0, window, window - own, coverage(before), coverage(after), coverage(self.paragraph_terms[_paragraph(c.node)]),
+                math.log1p(len(q_terms & terms)), len(terms - q_terms) / max(len(terms), 1), math.log1p(self.length[node_id]),
+                float(node_id not in self.previous), float(bool(PRONOUN_OPENING.match(c.node.text))), max(missing, default=0.0) / top_idf,
+                len(q_bigrams & self.bigrams[node_id]) / len(q_bigrams) if q_bigrams else 0.0,
+                len(q_names & terms) / len(q_names) if q_names else 0.0,
+                *_kind_pair(kind, "number", new), *_kind_pair(kind, "time", new), *_kind_pair(kind, "name", new),
+            ])  # fmt: skip
+        x = np.asarray(rows, dtype="float64").reshape(len(rows), len(CANDIDATE_FEATURES))
+        if len(rows):
+            for column, gap in ((0, 1), (6, 7)):
+                x[:, gap] = x[:, column] - x[:, column].max()
+            for column in (3, 5):
+                x[:, column] = x[:, column] / x[:, column].max() if x[:, column].max() > 0 else 0.0
+        return x
+
+    def question(self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`."""
+        q_terms = set(content_terms(question))
+        total_idf = sum(self.weights.idf(t) for t in q_terms) or 1.0
+        unknown = sum(self.weights.idf(t) for t in q_terms if t not in self.weights) / total_idf
+        kind = expected_kind(question)
+        names = question_names(question)
+        names_unknown = sum(n not in self.weights for n in names) / len(names) if names else 0.0
+        if not len(scores):
+            return np.asarray([0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1], dtype="float64")
+        probabilities = softmax(scores)
+        order = np.argsort(-scores)
+        top = x[order[0]]
+        second = probabilities[order[1]] if len(order) > 1 else 0.0
+        fits = {"number": top[19], "time": top[21], "name": top[23]}.get(kind or "", 0.0)
+        paragraph = _paragraph(candidates[int(order[0])].node)
+        names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
+        numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
+        return np.asarray([
+            probabilities[order[0]], probabilities[order[0]] - second, scores[order[0]], top[0], x[:, 0].max(), top[6],
+            top[8], top[12], top[18], unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
+            names_unknown, names_missing, numbers_missing,
+        ], dtype="float64")  # fmt: skip
+
+
+def question_names(question: str) -> set[str]:
+    """Stems of the capitalised words inside the question (names, mostly; not its first word)."""
+    return {t for name in NAME.findall(question.strip()) if name != "I" for t in content_terms(name)}
+
+
+def _bigrams(terms: list[str]) -> set[tuple[str, str]]:
+    return set(zip(terms, terms[1:]))
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max())
+    return exp / exp.sum()
+
+
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def _kind_pair(kind: str | None, which: str, new: set[str]) -> tuple[float, float]:
+    """(the question asks for `which` and the sentence offers it, ... and it does not)."""
+    if kind != which:
+        return 0.0, 0.0
+    return (1.0, 0.0) if which in new else (0.0, 1.0)
+
+
+def _paragraph(node: TextNode) -> tuple[str, int]:
+    return node.metadata["source"], node.metadata["paragraph"]

@@ -1,0 +1,109 @@
+"""`rag eval --report-html OUT.html`: the evaluation as one self-contained HTML page with plots.
+
+The page holds the metrics table, the abstention trade-off curve with the threshold in use
+marked, accuracy by question kind, a latency histogram and the failed items. Plots are drawn
+with matplotlib (Agg backend, no display needed) and embedded as PNG data URLs, so the page is
+a single file that opens anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.evaluate import EvalResult, _shown, abstention_curve, question_kind
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+KINDS = ("who", "what", "when", "where", "why", "how many", "other")
+MAX_FAILURES = 200
+
+
+def write_html(result: EvalResult, path: Path, title: str) -> None:
+    """Write the report for `result` to `path`."""
+    sections = [
+        f"<h1>Quality report: {escape(title)}</h1>",
+        "<h2>Metrics</h2>" + _metrics_table(result),
+        "<h2>Abstention trade-off</h2>" + _image(_curve_plot(result)),
+        "<h2>Accuracy by question kind</h2>" + _image(_kind_plot(result)),
+        "<h2>Latency</h2>" + _image(_latency_plot(result)),
+        "<h2>Failures</h2>" + _failures_table(result),
+    ]
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    path.write_text(page, encoding="utf-8")
+
+
+def accuracy_by_kind(result: EvalResult) -> dict[str, tuple[float, int]]:
+    """Answer accuracy and count of answerable questions, per question kind."""
+    groups: dict[str, list[bool]] = {}
+    for o in result.outcomes:
+        if o.question.answerable:
+            groups.setdefault(question_kind(o.question.question), []).append(o.correct)
+    return {kind: (sum(groups[kind]) / len(groups[kind]), len(groups[kind])) for kind in KINDS if kind in groups}
+
+
+def _metrics_table(result: EvalResult) -> str:
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(_shown(k, v))}</td></tr>" for k, v in result.metrics().items())
+    return f"<table>{rows}</table>"
+
+
+def _failures_table(result: EvalResult) -> str:
+    failures = result.failures()
+    rows = []
+    for o in failures[:MAX_FAILURES]:
+        expected = " | ".join(o.question.answers) if o.question.answerable else "(abstain)"
+        got = "(abstained)" if o.answer.abstained else o.answer.text
+        rows.append(f"<tr><td>{escape(o.question.question)}</td><td>{escape(expected)}</td><td>{escape(got)}</td></tr>")
+    more = f"<p>… and {len(failures) - MAX_FAILURES} more.</p>" if len(failures) > MAX_FAILURES else ""
+    return f"<p>{len(failures)} failed items.</p><table><tr><th>question</th><th>expected</th><th>quoted</th></tr>{''.join(rows)}</table>{more}"
+
+
+def _curve_plot(result: EvalResult) -> Figure:
+    figure, axes = _figure()
+    points = abstention_curve(result)
+    axes.plot([p[1] for p in points], [p[2] for p in points], label="all thresholds")
+    if result.threshold is not None:
+        at = min(points, key=lambda p: abs(p[0] - result.threshold))
+        axes.plot([at[1]], [at[2]], "o", color="crimson", label=f"threshold {result.threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall")
+    axes.axvline(0.10, linestyle=":", color="grey", label="10 % false abstention")
+    axes.set(xlabel="false abstention (answerable questions abstained)", ylabel="abstention recall (unanswerable abstained)", xlim=(0, 1), ylim=(0, 1))
+    axes.legend(loc="lower right")
+    return figure
+
+
+def _kind_plot(result: EvalResult) -> Figure:
+    figure, axes = _figure()
+    by_kind = accuracy_by_kind(result)
+    bars = axes.bar(list(by_kind), [v[0] for v in by_kind.values()], color="steelblue")
+    axes.bar_label(bars, labels=[f"{v[0]:.0%} (n={v[1]})" for v in by_kind.values()])
+    axes.set(ylabel="answer accuracy", ylim=(0, 1.1))
+    return figure
+
+
+def _latency_plot(result: EvalResult) -> Figure:
+    figure, axes = _figure()
+    axes.hist([o.answer.latency_ms for o in result.outcomes], bins=40, color="seagreen")
+    axes.set(xlabel="latency per question, warm (ms)", ylabel="questions")
+    return figure
+
+
+def _figure() -> tuple[Figure, object]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=100)
+    return figure, figure.add_subplot()
+
+
+def _image(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png")
+    return f"<img alt='plot' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from rag.errors import ModelError
+from rag.rank import CANDIDATE_FEATURES, MODEL_FILE, Featurizer, RankerModel, answer_tokens, expected_kind, load_model, new_kinds
+
+
+def test_shipped_model_loads_offline_and_records_its_training():
+    model = load_model()
+    assert MODEL_FILE.stat().st_size < 100 * 1024
+    assert 0 < model.threshold < 1
+    fit, held_out = set(model.training["fit_articles"]), set(model.training["held_out_articles"])
+    assert fit and held_out and not fit & held_out
+    assert model.training["seed"] and model.training["max_false_abstention"] <= 0.1
+
+
+def test_model_round_trip_gives_identical_scores(tmp_path, engine):
+    model = load_model()
+    path = tmp_path / "ranker.json"
+    model.save(path)
+    again = load_model(path)
+    x = np.random.default_rng(0).normal(size=(5, len(CANDIDATE_FEATURES)))
+    assert np.array_equal(model.ranker(x), again.ranker(x))
+    assert again.threshold == model.threshold
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"format": 1}), ""])
+def test_a_corrupt_model_file_is_named_with_the_remedy(tmp_path, content):
+    path = tmp_path / "ranker.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ModelError, match="ranker.json.*rag train"):
+        load_model(path)
+    with pytest.raises(ModelError, match="cannot read"):
+        load_model(tmp_path / "missing.json")
+
+
+def test_a_model_trained_for_other_features_is_refused(tmp_path):
+    data = load_model().to_json()
+    data["candidate_features"] = data["candidate_features"][:-1]
+    path = tmp_path / "ranker.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelError, match="other features"):
+        load_model(path)
+
+
+def test_answer_kinds():
+    assert expected_kind("How many soldiers were pardoned?") == "number"
+    assert expected_kind("In which year did it open?") == "time"
+    assert expected_kind("Where is the court based?") == "name"
+    assert expected_kind("What did he say?") is None
+    tokens = answer_tokens("In March, Trump pardoned two soldiers.")
+    assert new_kinds(tokens, {"trump", "soldiers"}) == {"time", "number", "name"}
+    assert new_kinds(tokens, {"march", "trump", "two"}) == set()
+
+
+def test_ranker_puts_the_answer_first_on_a_reference_question(engine):
+    candidates = engine.retriever.retrieve(["who revoked Bensouda's visa?"])
+    features = Featurizer(engine.stored.nodes)
+    x = features.candidates("who revoked Bensouda's visa?", candidates)
+    assert x.shape == (len(candidates), len(CANDIDATE_FEATURES)) and np.isfinite(x).all()
+    best = candidates[int(np.argmax(load_model().ranker(x)))]
+    assert "revoked the American visa" in best.node.text
+
+
+def test_confidence_separates_an_answerable_from_an_unrelated_question(engine):
+    assert engine.ask("Who is the US Secretary of State?").confidence > engine.threshold
+    assert engine.ask("What is the boiling point of mercury?").confidence < engine.threshold
+
+
+def test_min_confidence_overrides_the_model_threshold(config):
+    from rag.engine import Engine
+
+    strict = Engine.open(config.model_copy(update={"answer": config.answer.model_copy(update={"min_confidence": 1.0})}))
+    assert strict.threshold == 1.0 and strict.ask("who revoked Bensouda's visa?").abstained
+    assert isinstance(load_model(), RankerModel)
