@@ -127,12 +127,12 @@ class ExtractiveAnswerer:
 
     def ranked(self, question: str, candidates: list[Candidate], context: str = "") -> tuple[list[Scored], float]:
         """Candidates by probability, best first, and the confidence that the first answers the question."""
-        candidates = self.features.answerable_by(question, candidates)
         x = self.features.candidates(question, candidates, context)
         scores = self.model.ranker(x) if len(candidates) else np.zeros(0)
-        confidence = sigmoid(float(self.model.confidence(self.features.question(question, candidates, x, scores))))
+        allowed = self.features.offers_kind(question, candidates)
+        confidence = sigmoid(float(self.model.confidence(self.features.question(question, candidates, x, scores, allowed))))
         probabilities = softmax(scores) if len(candidates) else scores
-        ranked = sorted((Scored(c.node, float(p)) for c, p in zip(candidates, probabilities)), key=lambda s: s.score, reverse=True)
+        ranked = sorted((Scored(c.node, float(p)) for c, p, ok in zip(candidates, probabilities, allowed) if ok), key=lambda s: s.score, reverse=True)
         return ranked, confidence
 
     def _quoted(self, node: TextNode) -> list[TextNode]:

@@ -58,13 +58,13 @@ CANDIDATE_FEATURES = (
     "cosine", "cosine_gap", "dense_rr", "bm25_rel", "bm25_rr", "fused_rel",
     "coverage", "coverage_gap", "coverage_window", "window_gain", "coverage_prev", "coverage_next", "coverage_paragraph",
     "matched_log", "novelty", "length_log", "first_in_paragraph", "pronoun_opening", "missing_top_idf",
-    "bigram_overlap", "name_overlap",
+    "bigram_overlap", "name_overlap", "counted_present", "counted_absent",
     "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
 )  # fmt: skip
 QUESTION_FEATURES = (
     "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
-    "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
+    "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph", "top_counted_absent",
 )  # fmt: skip
 
 
@@ -182,15 +182,16 @@ class Featurizer:
             self.paragraph_terms.setdefault(_paragraph(node), set()).update(self.terms[node.node_id])
             self.numbers.setdefault(_paragraph(node), set()).update(NUMBER.findall(node.text))
 
-    def answerable_by(self, question: str, candidates: Sequence[Candidate]) -> list[Candidate]:
-        """The candidates that offer a number or a time when the question asks for one ("how many",
-        "when"). On the SQuAD fit articles 98 % of the sentences holding such answers do; for "who"
-        and "where" only 95 % offer a new name, so that is left to the ranker's features."""
+    def offers_kind(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Per candidate: whether it offers a number or a time when the question asks for one ("how
+        many", "when"); always true otherwise. On the SQuAD fit articles 98 % of the sentences that
+        hold such answers do; for "who" and "where" only 95 % offer a new name, so that is left to
+        the ranker's features. Only candidates that offer the kind are quoted."""
         kind = expected_kind(question)
         if kind not in ("number", "time"):
-            return list(candidates)
+            return np.ones(len(candidates), dtype=bool)
         q_words = set(words(question))
-        return [c for c in candidates if kind in new_kinds(self.answer_tokens[c.node.node_id], q_words)]
+        return np.asarray([kind in new_kinds(self.answer_tokens[c.node.node_id], q_words) for c in candidates], dtype=bool)
 
     def candidates(self, question: str, candidates: Sequence[Candidate], context: str = "") -> np.ndarray:
         """One row of `CANDIDATE_FEATURES` per candidate. With `context` (a follow-up), similarity
@@ -200,6 +201,7 @@ class Featurizer:
         q_words = set(words(question))
         q_bigrams = _bigrams(content_terms(question))
         q_names = question_names(question)
+        counted = counted_things(question)
         kind = expected_kind(question)
         weight = self.weights.idf
         total_idf = sum(weight(t) for t in q_terms) or 1.0
@@ -229,6 +231,7 @@ class Featurizer:
                 float(node_id not in self.previous), float(bool(PRONOUN_OPENING.match(c.node.text))), max(missing, default=0.0) / top_idf,
                 len(q_bigrams & self.bigrams[node_id]) / len(q_bigrams) if q_bigrams else 0.0,
                 len(q_names & terms) / len(q_names) if q_names else 0.0,
+                float(bool(counted & (terms | before))), float(bool(counted) and not counted & (terms | before)),
                 *_kind_pair(kind, "number", new), *_kind_pair(kind, "time", new), *_kind_pair(kind, "name", new),
             ])  # fmt: skip
         x = np.asarray(rows, dtype="float64").reshape(len(rows), len(CANDIDATE_FEATURES))
@@ -239,29 +242,36 @@ class Featurizer:
                 x[:, column] = x[:, column] / x[:, column].max() if x[:, column].max() > 0 else 0.0
         return x
 
-    def question(self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`."""
+    def question(self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`;
+        the top is the best `allowed` candidate, its probability taken over all of them."""
         q_terms = set(content_terms(question))
         total_idf = sum(self.weights.idf(t) for t in q_terms) or 1.0
         unknown = sum(self.weights.idf(t) for t in q_terms if t not in self.weights) / total_idf
         kind = expected_kind(question)
         names = question_names(question)
         names_unknown = sum(n not in self.weights for n in names) / len(names) if names else 0.0
-        if not len(scores):
-            return np.asarray([0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1], dtype="float64")
+        if not allowed.any():
+            return np.asarray([0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1, 1], dtype="float64")
         probabilities = softmax(scores)
-        order = np.argsort(-scores)
-        top = x[order[0]]
-        second = probabilities[order[1]] if len(order) > 1 else 0.0
+        best = int(np.argmax(np.where(allowed, scores, -np.inf)))
+        top = x[best]
+        second = float(np.delete(probabilities, best).max()) if len(scores) > 1 else 0.0
         fits = {"number": top[19], "time": top[21], "name": top[23]}.get(kind or "", 0.0)
-        paragraph = _paragraph(candidates[int(order[0])].node)
+        paragraph = _paragraph(candidates[best].node)
         names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
         numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
         return np.asarray([
-            probabilities[order[0]], probabilities[order[0]] - second, scores[order[0]], top[0], x[:, 0].max(), top[6],
+            probabilities[best], probabilities[best] - second, scores[best], top[0], x[:, 0].max(), top[6],
             top[8], top[12], top[18], unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
-            names_unknown, names_missing, numbers_missing,
+            names_unknown, names_missing, numbers_missing, top[CANDIDATE_FEATURES.index("counted_absent")],
         ], dtype="float64")  # fmt: skip
+
+
+def counted_things(question: str) -> set[str]:
+    """Stems of what a "how many ..." question counts ("how many US soldiers" -> {"us", "soldier"})."""
+    match = re.search(r"\bhow many ((?:\S+\s+){0,1}\S+)", question.lower())
+    return set(content_terms(match.group(1))) if match else set()
 
 
 def question_names(question: str) -> set[str]:

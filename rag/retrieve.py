@@ -62,11 +62,13 @@ class HybridRetriever:
         vector.flags.writeable = False  # shared through the cache
         return vector
 
-    def retrieve(self, queries: list[str]) -> list[Candidate]:
-        """Candidates fused over dense and BM25 rankings of every query, with per-query similarities."""
+    def retrieve(self, queries: list[str], lexical_queries: list[str] | None = None) -> list[Candidate]:
+        """Candidates fused over dense and BM25 rankings of every query, with per-query similarities.
+        (`lexical_queries`, when given, replace the queries for BM25: `rag train` uses it to see
+        how a reworded question ranks.)"""
         vectors = [self.embed(q) for q in queries]
         dense = [self.dense(vector) for vector in vectors]
-        lexical = [self.lexical(query) for query in queries]
+        lexical = [self.lexical(query) for query in lexical_queries or queries]
         rankings = dense + [[node_id for node_id, _ in scored] for scored in lexical]
         dense_rank = {node_id: rank for rank, node_id in enumerate(dense[0], start=1)}
         bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}

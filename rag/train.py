@@ -20,6 +20,7 @@ articles that `rag eval --squad` reports on are never looked at.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import numpy as np
 
 from rag.config import Config
 from rag.evaluate import Question
+from rag.lexical import FUNCTION_WORDS, WORD, stem
 from rag.rank import CANDIDATE_FEATURES, QUESTION_FEATURES, Featurizer, Linear, RankerModel
 from rag.squad import SquadArticle, article_config
 
@@ -47,6 +49,8 @@ FIT_ARTICLES = (
 )
 SEED = 20261128
 FOREIGN_QUESTIONS = 100  # per fit article: questions of the other articles, asked of it as unanswerable examples
+REWORDED_SHARE = 0.3  # share of answerable questions also asked reworded (see `reworded`)
+REWORD_PROBABILITY = 0.6
 MAX_FALSE_ABSTENTION = 0.08  # on the fit articles' out-of-fold predictions; leaves room below 10 % elsewhere
 RANKER_L2 = 1.0
 CONFIDENCE_L2 = 1.0
@@ -62,7 +66,8 @@ class Example:
     x: np.ndarray
     gold: np.ndarray  # per candidate: holds a gold answer span (what the ranker learns)
     correct: np.ndarray  # per candidate: contains a gold answer's text (what `rag eval` counts)
-    synthetic: bool = False  # a question of another article: unanswerable here by construction
+    allowed: np.ndarray  # per candidate: may be quoted (offers the kind of answer asked for)
+    synthetic: str = ""  # "foreign": another article's question (unanswerable here); "reworded": see `reworded`
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -74,18 +79,36 @@ def collect(config: Config, articles: list[SquadArticle], folder: Path, progress
     for article in articles:
         _, stored, retriever = open_retrieval(article_config(config, article, folder), progress=progress)
         featurizer = featurizers[article.title] = Featurizer(stored.nodes)
+        rng = random.Random(f"{SEED}:{article.title}")
         foreign = [q.question for other in articles if other is not article for q in other.questions]
-        asked = [(q, article.spans[q.item_id]) for q in article.questions]
-        asked += [(Question(f"foreign{i}", 0, text), ()) for i, text in enumerate(random.Random(SEED).sample(foreign, FOREIGN_QUESTIONS))]
-        for q, spans in asked:
-            candidates = featurizer.answerable_by(q.question, retriever.retrieve([q.question]))
+        asked = [(q, q.question, article.spans[q.item_id], "") for q in article.questions]
+        asked += [(Question(f"foreign{i}", 0, text), text, (), "foreign") for i, text in enumerate(rng.sample(foreign, FOREIGN_QUESTIONS))]
+        asked += [(q, reworded(q.question, featurizer, rng), spans, "reworded") for q, _, spans, _ in asked if q.answerable and rng.random() < REWORDED_SHARE]
+        for q, wording, spans, synthetic in asked:
+            candidates = retriever.retrieve([q.question], [wording])
             gold = [any(c.node.metadata["start"] <= s and e <= c.node.metadata["end"] for s, e in spans) for c in candidates]
             correct = [any(a.lower() in c.node.text.lower() for a in q.answers) for c in candidates]
-            x = featurizer.candidates(q.question, candidates)
-            synthetic = q.item_id.startswith("foreign")
-            examples.append(Example(article.title, q.question, q.answerable, x, np.asarray(gold, dtype=bool), np.asarray(correct, dtype=bool), synthetic, candidates))
-        progress(f"  {article.title}: {len(article.questions)} questions, {FOREIGN_QUESTIONS} from other articles")
+            x = featurizer.candidates(wording, candidates)
+            allowed = featurizer.offers_kind(wording, candidates)
+            examples.append(Example(article.title, wording, q.answerable, x, np.asarray(gold, dtype=bool), np.asarray(correct, dtype=bool), allowed, synthetic, candidates))
+        progress(f"  {article.title}: {len(article.questions)} questions, {FOREIGN_QUESTIONS} from other articles, some reworded")
     return examples, featurizers
+
+
+def reworded(question: str, featurizer: Featurizer, rng: random.Random) -> str:
+    """The question as a user might put it in their own words: each lower-case content word the
+    document uses is, with probability `REWORD_PROBABILITY`, replaced by a word the document does
+    not know (names stay: a paraphrase keeps them).
+    Retrieval still embeds the original question (the meaning a paraphrase keeps), while BM25 and
+    the word-overlap features see the new words, as they would for a real paraphrase."""
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word[:1].isupper() or word.lower() in FUNCTION_WORDS or stem(word.lower()) not in featurizer.weights or rng.random() >= REWORD_PROBABILITY:
+            return word
+        return "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(7))
+
+    return WORD.sub(swap, question)
 
 
 def fit_ranker(examples: list[Example]) -> Linear:
@@ -135,8 +158,8 @@ def question_rows(ranker: Linear, examples: list[Example], featurizers: dict[str
     rows, labels = [], []
     for e in examples:
         scores = ranker(e.x) if len(e.x) else np.zeros(0)
-        rows.append(featurizers[e.article].question(e.question, e.candidates, e.x, scores))
-        labels.append(float(len(scores) > 0 and e.correct[int(np.argmax(scores))]))
+        rows.append(featurizers[e.article].question(e.question, e.candidates, e.x, scores, e.allowed))
+        labels.append(float(e.allowed.any() and e.correct[int(np.argmax(np.where(e.allowed, scores, -np.inf)))]))
     return np.vstack(rows), np.asarray(labels)
 
 
@@ -170,20 +193,25 @@ def train(config: Config, articles: list[SquadArticle], folder: Path, progress: 
     progress("Fitting the ranker and the confidence model (leave one article out)...")
     x, y, groups = out_of_fold(examples, featurizers)
     answerable = np.asarray([e.answerable for e in examples])
-    real_unanswerable = np.asarray([not e.answerable and not e.synthetic for e in examples])
+    real = np.asarray([not e.synthetic for e in examples])
+    real_unanswerable = real & ~answerable
     oof_confidence = np.zeros(len(y))
     for article in dict.fromkeys(groups):
         model = fit_confidence(x[groups != article], y[groups != article])
         oof_confidence[groups == article] = 1 / (1 + np.exp(-model(x[groups == article])))
-    threshold = choose_threshold(oof_confidence, answerable, MAX_FALSE_ABSTENTION)
+    threshold = choose_threshold(oof_confidence, answerable & real, MAX_FALSE_ABSTENTION)
     ranker, confidence = fit_ranker(examples), fit_confidence(x, y)
     abstained = oof_confidence < threshold
+    reworded_questions = np.asarray([e.synthetic == "reworded" for e in examples])
     figures = {
-        "questions": float(sum(not e.synthetic for e in examples)),
-        "out_of_fold_top1": float(y[answerable].mean()),
-        "out_of_fold_false_abstention": float(abstained[answerable].mean()),
+        "questions": float(real.sum()),
+        "out_of_fold_top1": float(y[answerable & real].mean()),
+        "out_of_fold_accuracy": float((y.astype(bool) & ~abstained)[answerable & real].mean()),
+        "out_of_fold_false_abstention": float(abstained[answerable & real].mean()),
         "out_of_fold_abstention_recall": float(abstained[real_unanswerable].mean()) if real_unanswerable.any() else float("nan"),
-        "out_of_fold_foreign_abstention": float(abstained[~answerable & ~real_unanswerable].mean()),
+        "out_of_fold_foreign_abstention": float(abstained[~answerable & ~real].mean()),
+        "out_of_fold_reworded_top1": float(y[reworded_questions].mean()),
+        "out_of_fold_reworded_false_abstention": float(abstained[reworded_questions].mean()),
         "seconds": time.perf_counter() - started,
     }
     training = {
@@ -193,6 +221,8 @@ def train(config: Config, articles: list[SquadArticle], folder: Path, progress: 
         "questions": len(examples),
         "seed": SEED,
         "foreign_questions_per_article": FOREIGN_QUESTIONS,
+        "reworded_share": REWORDED_SHARE,
+        "reword_probability": REWORD_PROBABILITY,
         "max_false_abstention": MAX_FALSE_ABSTENTION,
         "embedding": config.embedding.model,
         "figures": {k: round(v, 4) for k, v in figures.items()},

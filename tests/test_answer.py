@@ -36,7 +36,7 @@ def test_pronoun_opening_brings_its_antecedent(engine):
 
 @pytest.mark.parametrize(
     "question",
-    ["What is the capital of France?", "What did Joe Biden say about the sanctions?", "Who won the 1998 football World Cup?"],
+    ["What is the capital of France?", "Who won the 1998 football World Cup?", "What is the boiling point of mercury?"],
 )
 def test_abstains_when_the_document_does_not_say(engine, question):
     answer = engine.ask(question)

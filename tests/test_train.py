@@ -12,7 +12,7 @@ def test_ranker_learns_which_feature_marks_the_gold_candidate():
         gold = np.zeros(8, dtype=bool)
         gold[i % 8] = True
         x[gold, 6] += 8.0  # feature 6 ("coverage") is high on the gold candidate
-        examples.append(Example("a", "q", True, x, gold, gold))
+        examples.append(Example("a", "q", True, x, gold, gold, np.ones(8, dtype=bool)))
     ranker = fit_ranker(examples)
     assert int(np.argmax(np.abs(ranker.weights))) == 6 and ranker.weights[6] > 0
     assert all(int(np.argmax(ranker(e.x))) == int(np.argmax(e.gold)) for e in examples[:20])
