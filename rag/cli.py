@@ -8,6 +8,7 @@ to stderr and exit non-zero: 1 for a problem with the setup (config, document, i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the reader went away (`rag ask ... | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except QuestionError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the project's)")
-    common.add_argument("--doc", type=Path, help="answer from this document instead of the configured ones")
+    common.add_argument("--doc", type=Path, action="append", help="answer from this document instead of the configured ones (repeat for several)")
     common.add_argument("--index-dir", type=Path, help="folder of the persisted index")
 
     parser = argparse.ArgumentParser(prog="python -m rag", description="Ask questions about a document; answers quote it and cite passages.")

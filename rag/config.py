@@ -105,10 +105,11 @@ class Config(_Section):
 def load_config(
     path: Path | None = None,
     *,
-    doc: Path | None = None,
+    doc: Path | list[Path] | None = None,
     index_dir: Path | None = None,
 ) -> Config:
-    """Read and validate the config file; command-line and environment overrides win."""
+    """Read and validate the config file; command-line and environment overrides win. `doc` (one
+    path or several) replaces the configured documents."""
     path = path or _env_path("RAG_CONFIG") or _default_config_file()
     raw = _read_yaml(path)
     base = path.resolve().parent
@@ -119,9 +120,9 @@ def load_config(
     telegram_url = os.environ.get("TELEGRAM_API_BASE_URL", "").strip()
     if telegram_url:
         config = config.model_copy(update={"telegram": config.telegram.model_copy(update={"base_url": telegram_url})})
-    doc = doc or _env_path("RAG_DOC")
+    docs = ([doc] if isinstance(doc, Path) else list(doc or [])) or [p for p in [_env_path("RAG_DOC")] if p]
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
-    documents = [doc] if doc else [base / d for d in config.documents]
+    documents = docs or [base / d for d in config.documents]
     index_dir = Path(index_dir or base / config.index_dir).expanduser().resolve()
     onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else index_dir / "onnx")
     return config.model_copy(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable
-from functools import lru_cache
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
@@ -32,15 +32,22 @@ def words(text: str) -> list[str]:
     return [re.sub(r"['’]s$", "", w.lower()) for w in WORD.findall(text)]
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
+_local = threading.local()
 
-    return Stemmer.Stemmer("english")
+
+def thread_stemmer():
+    """This thread's English Snowball stemmer: PyStemmer objects must not be used by two threads
+    at once, and the engine answers different chats in parallel threads."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
 
 
 def stem(word: str) -> str:
-    return _stemmer().stemWord(word)
+    return thread_stemmer().stemWord(word)
 
 
 def content_terms(text: str) -> list[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.config import RetrievalConfig
+from rag.lexical import thread_stemmer
 
 if TYPE_CHECKING:
     from rag.embedding import LockedEmbedding
@@ -90,7 +91,7 @@ class HybridRetriever:
         """(passage id, BM25 score) by score (the index llama-index's BM25Retriever built), matches only."""
         import bm25s
 
-        tokens = bm25s.tokenize(query, stemmer=self.bm25.stemmer, token_pattern=self.bm25.token_pattern, show_progress=False)
+        tokens = bm25s.tokenize(query, stemmer=thread_stemmer(), token_pattern=self.bm25.token_pattern, show_progress=False)
         indexes, scores = self.bm25.bm25.retrieve(tokens, k=self.depth, show_progress=False)
         return [(self.bm25.corpus[int(i)]["node_id"], float(score)) for i, score in zip(indexes[0], scores[0]) if score > 0]
 

@@ -109,3 +109,20 @@ def test_eval_writes_predictions_and_report(where, tmp_path):
     assert [(r["id"], r["turn"]) for r in rows] == [("a", 0), ("u", 0), ("c", 0), ("c", 1)]
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["abstention_recall"] == 1.0 and metrics["follow_up_accuracy"] == 1.0
+
+
+def test_ask_into_a_closed_pipe_exits_quietly(where):
+    # `true` exits at once without reading, so every write of the answer meets a closed pipe
+    command = f"{sys.executable} -m rag ask {' '.join(where)} 'Who is the US Secretary of State?' | true"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.stderr == "" and result.returncode == 0
+
+
+def test_several_docs_are_all_used(article, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The garden committee meets on the first Tuesday of every month in the library.\n", encoding="utf-8")
+    where = ["--doc", str(article), "--doc", str(notes), "--index-dir", str(tmp_path / "idx")]
+    garden = json.loads(rag("ask", "--json", *where, "When does the garden committee meet?").stdout)
+    visa = json.loads(rag("ask", "--json", *where, "who revoked Bensouda's visa?").stdout)
+    assert "first Tuesday" in garden["answer"] and garden["citations"][0]["source"].endswith("notes.txt")
+    assert "revoked the American visa" in visa["answer"] and visa["citations"][0]["source"].endswith("dw-icc-sanctions.txt")

@@ -19,3 +19,17 @@ def test_coverage_weights_rare_terms_higher():
     assert weights.idf("visa") > weights.idf("court")
     assert weights.coverage(["visa", "court"], {"visa"}) > weights.coverage(["visa", "court"], {"court"})
     assert weights.coverage([], {"visa"}) == 0.0
+
+
+def test_each_thread_gets_its_own_stemmer():
+    import threading
+
+    from rag.lexical import thread_stemmer
+
+    mine = thread_stemmer()
+    assert thread_stemmer() is mine
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(thread_stemmer()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not mine and seen[0].stemWord("soldiers") == mine.stemWord("soldiers") == "soldier"
