@@ -31,7 +31,8 @@ def test_long_replies_are_split_between_paragraphs():
 def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=os.environ | env)
+    default_log = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
+    return subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env)
 
 
 def test_a_missing_document_fails_before_any_network_traffic(tmp_path):
@@ -50,5 +51,12 @@ def test_an_unreachable_bot_api_exits_with_a_clear_last_line():
         port = probe.getsockname()[1]
     result = run_bot({"TELEGRAM_BOT_TOKEN": "1:secret", "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{port}/bot"})
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Telegram Bot API at http://127.0.0.1:{port}/bot")
+    (line,) = result.stderr.strip().splitlines()  # the one line only: no traceback before it
+    assert line.startswith(f"error: cannot reach the Telegram Bot API at http://127.0.0.1:{port}/bot")
     assert "1:secret" not in result.stderr
+
+
+def test_faiss_library_probing_stays_out_of_the_default_log():
+    code = "from rag.bot.app import configure_logging; configure_logging('1:secret'); import faiss"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0 and "faiss" not in result.stderr

@@ -63,8 +63,18 @@ def configure_logging(token: str) -> None:
     """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token is redacted."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs request URLs, which hold the token
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # "Could not load library with AVX512 support": harmless
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(token))
+        handler.addFilter(NoStartupTraceback())
+
+
+class NoStartupTraceback(logging.Filter):
+    """Drops python-telegram-bot's traceback of a failed start-up (an unreachable API or a bad
+    token): `main` reports that failure in one line of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("telegram.ext") and str(record.msg).startswith("Network Retry Loop (Bootstrap"))
 
 
 def main() -> int:

@@ -45,11 +45,11 @@ class RetryingRequest(HTTPXRequest):
             except NetworkError as exc:
                 if last:
                     raise
-                logger.warning("%s failed (%s); retrying", endpoint, exc)
+                logger.debug("%s failed (%s); retrying", endpoint, exc)  # a final failure is raised and logged
             else:
                 if status not in RETRIED_STATUS or last:
                     return status, payload
-                logger.warning("%s answered HTTP %s; retrying", endpoint, status)
+                logger.debug("%s answered HTTP %s; retrying", endpoint, status)
             await asyncio.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
