@@ -1,4 +1,5 @@
-"""Turn an `Answer` into text for a person (terminal, Telegram HTML) or JSON: the answer first, then its citations."""
+"""Turn an `Answer` into text for a terminal or JSON: the answer first, then its citations.
+(Telegram HTML lives with the bot, in `rag/bot/render.py`.)"""
 
 from __future__ import annotations
 
@@ -25,12 +26,22 @@ def terminal(answer: Answer) -> str:
 
 def sources(answer: Answer | None) -> str:
     """The full quoted passages of an answer, for /sources."""
-    if answer is None or not answer.citations:
+    if answer is None:
         return "No sources yet: ask a question first."
+    if answer.abstained or not answer.citations:
+        return nothing_quoted(answer)
     blocks = []
     for c in answer.citations:
         blocks.append(f"[{c.n}] {_where(c)}\n" + textwrap.indent(_wrap(f"“{c.text}”", width=76), "    "))
     return "\n\n".join(blocks)
+
+
+def nothing_quoted(answer: Answer) -> str:
+    """What /sources says after an answer that quoted nothing: so, and the closest passages shown."""
+    if not answer.citations:
+        return "My last answer quoted nothing from the document."
+    closest = "\n".join(f"[{c.n}] “{c.text}” ({c.source}, paragraph {c.paragraph})" for c in answer.citations)
+    return f"My last answer quoted nothing: the document doesn't say. The closest passages I showed:\n{closest}"
 
 
 def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
@@ -57,58 +68,6 @@ def _where(c: Citation) -> str:
 
 def _wrap(text: str, width: int = 100) -> str:
     return textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
-
-
-TELEGRAM_LIMIT = 4096
-
-
-def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | None = None) -> list[str]:
-    """Answer and compact citations as Telegram HTML messages, each at most `limit` characters;
-    with `question`, the question is shown first (for answers to a tapped example)."""
-    escape = escape_html
-    parts = [f"❓ <i>{escape(question)}</i>"] if question else []
-    parts.append(escape(body(answer)))
-    if answer.citations:
-        heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
-        parts.append(f"<b>{heading}</b>")
-        parts += [f"[{c.n}] <i>{escape(snippet(c.text))}</i> (paragraph {c.paragraph})" for c in answer.citations]
-    return split_messages(parts, limit)
-
-
-def escape_html(text: str) -> str:
-    """Text made safe for Telegram HTML: only <, > and & need escaping (quotes stay readable)."""
-    from html import escape
-
-    return escape(text, quote=False)
-
-
-def plain_text(html_text: str) -> str:
-    """Telegram HTML back to plain text (the fallback when Telegram rejects the markup)."""
-    import re
-    from html import unescape
-
-    return unescape(re.sub(r"<[^>]+>", "", html_text))
-
-
-def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Join paragraphs into messages of at most `limit` characters, breaking between paragraphs."""
-    messages, current = [], ""
-    for paragraph in paragraphs:
-        while len(paragraph) > limit:  # a single over-long paragraph: cut at a space
-            cut = paragraph.rfind(" ", 0, limit) if " " in paragraph[:limit] else limit
-            messages, current = _flush(messages, current), ""
-            messages.append(paragraph[:cut])
-            paragraph = paragraph[cut:].lstrip()
-        candidate = f"{current}\n\n{paragraph}" if current else paragraph
-        if len(candidate) > limit:
-            messages, current = _flush(messages, current), paragraph
-        else:
-            current = candidate
-    return _flush(messages, current)
-
-
-def _flush(messages: list[str], current: str) -> list[str]:
-    return messages + [current] if current else messages
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from rag.answer import Answer, Citation
-from rag.render import split_messages, telegram_html
+from rag.bot.render import sources_html, split_messages, telegram_html
 from tests.conftest import ROOT
 
 
@@ -60,3 +60,22 @@ def test_faiss_library_probing_stays_out_of_the_default_log():
     code = "from rag.bot.app import configure_logging; configure_logging('1:secret'); import faiss"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0 and "faiss" not in result.stderr
+
+
+def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
+    quoted = Citation(1, "Last year, the administration revoked the American visa of the court's chief prosecutor, Gambian-born Fatou Bensouda.", 1419, 1591, 9, 0.9, "/srv/docs/dw.txt")
+    other = Citation(2, "However, ICC judges approved her investigation request in March after initially rejecting it.", 1592, 1690, 9, 0.1, "/srv/docs/dw.txt")
+    answer = Answer("q", quoted.text, False, [quoted, other], parts=[(quoted.text, 1)])
+    (message,) = sources_html(answer)
+    assert "dw.txt, paragraph 9 – quoted in the answer" in message and "1419" not in message and "chars" not in message
+    assert f"“{quoted.text}”" in message  # one line: the phone wraps it
+    (reply,) = telegram_html(answer)
+    assert reply.count("Gambian-born") == 1  # the answer, not repeated as source [1]
+    assert "[1] quoted above (dw.txt, paragraph 9)" in reply and "[2] <i>However, ICC judges" in reply
+
+
+def test_sources_after_an_abstention_list_the_closest_passages():
+    closest = Citation(1, "The ICC called the sanctions unprecedented.", 0, 44, 4, 0.2, "dw.txt")
+    (message,) = sources_html(Answer("q", "dw.txt doesn't say.", True, [closest]))
+    assert message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
+    assert sources_html(None) == ["No sources yet: ask a question first."]

@@ -26,6 +26,12 @@ def test_sources_quote_passages_in_full():
     assert sources(None) == "No sources yet: ask a question first."
 
 
+def test_sources_after_an_abstention_say_nothing_was_quoted():
+    text = sources(Answer("q", "doc.txt doesn't say.", True, [CITATION]))
+    assert text.startswith("My last answer quoted nothing") and "Last year, the administration revoked the visa." in text
+    assert sources(Answer("q", "doc.txt doesn't say.", True)) == "My last answer quoted nothing from the document."
+
+
 def test_generated_answers_keep_their_own_markers():
     answer = Answer("q", "The administration revoked it [1].", False, [CITATION], mode="generative")
     assert terminal(answer).splitlines()[0] == "The administration revoked it [1]."

@@ -17,7 +17,8 @@ from telegram import InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
-from rag import render
+from rag.bot import render
+from rag.render import snippet
 
 logger = logging.getLogger(__name__)
 DRAFT_LABEL = "✍️ <i>drafting, then checking every sentence against the sources…</i>"
@@ -44,7 +45,7 @@ class DraftEditor:
         if self.placeholder is None or now - self.last_edit < self.interval_s or (self.pending and not self.pending.done()):
             return
         self.last_edit = now
-        draft = render.snippet(text, self.limit - len(DRAFT_LABEL) - 10)
+        draft = snippet(text, self.limit - len(DRAFT_LABEL) - 10)
         self.pending = asyncio.run_coroutine_threadsafe(self._edit(f"{DRAFT_LABEL}\n\n{render.escape_html(draft)}"), self.loop)
 
     async def finish(self, chunks: list[str], markup: InlineKeyboardMarkup | None) -> list[str]:

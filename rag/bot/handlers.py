@@ -16,7 +16,8 @@ from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
-from rag import render
+from rag.bot import render
+from rag.render import snippet
 from rag.bot.drafts import DraftEditor
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.config import TelegramConfig
@@ -64,7 +65,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     st = state(context)
     titles = ", ".join(render.escape_html(d.title) for d in st.engine.documents)
     text = (
-        f"I answer questions about <b>{titles}</b>: <i>{render.escape_html(render.snippet(st.engine.summary, 200))}</i>\n\n"
+        f"I answer questions about <b>{titles}</b>: <i>{render.escape_html(snippet(st.engine.summary, 200))}</i>\n\n"
         "Send me a question and I'll reply with a quote from the text and numbered sources. "
         "In a group, mention me, reply to me or use /ask.\n\n" + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
     )
@@ -95,7 +96,7 @@ async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if await refused(update, context):
         return
     answer = state(context).conversations.session(update.effective_chat.id).last_answer
-    await send_plain(update.effective_message, render.sources(answer), state(context).config.message_chars)
+    await send(update.effective_message, render.sources_html(answer, state(context).config.message_chars))
 
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -151,7 +152,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     await query.answer()
     if kind == "src":
-        await send_plain(query.message, render.sources(answer), st.config.message_chars)
+        await send(query.message, render.sources_html(answer, st.config.message_chars))
     else:
         paragraphs = st.engine.paragraphs_around(answer.citations[0])
         text = "\n\n".join(f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}" for number, body in paragraphs)
