@@ -50,7 +50,7 @@ class Answer:
     parts: list[tuple[str, int]] = field(default_factory=list)  # quoted sentences with their citation numbers
 
     def to_json(self, item_id: str = "q1", turn: int = 0) -> dict[str, Any]:
-        """The fixed answer JSON of DESIGN.md."""
+        """The fixed answer JSON (README, "Formats")."""
         return {
             "id": item_id,
             "turn": turn,

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question", help="the question, in quotes")
-    ask.add_argument("--json", action="store_true", help="print the answer JSON (see DESIGN.md)")
+    ask.add_argument("--json", action="store_true", help="print the answer JSON (README, \"Formats\")")
     ask.set_defaults(handler=run_ask)
 
     chat = commands.add_parser("chat", parents=[common], help="chat with the document in the terminal")

@@ -1,6 +1,6 @@
 """Evaluation harness: run a JSONL question set through the engine and score it.
 
-Metrics (DESIGN.md): answer accuracy (answerable, not abstained, answer contains a gold answer),
+Metrics: answer accuracy (answerable, not abstained, answer contains a gold answer),
 evidence hit@1 and hit@k (the gold evidence, else a gold answer, inside one of the first k
 citations), abstention recall (unanswerable items abstained), false abstention (answerable items
 abstained), follow-up accuracy (answer accuracy on turns after the first) and warm latency p50/p95.
