@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rag.config import AnswerConfig
+from rag.ingest import display_path
 from rag.rank import PRONOUN_OPENING, Featurizer, RankerModel, sigmoid, softmax
 
 if TYPE_CHECKING:
@@ -147,7 +149,7 @@ class ExtractiveAnswerer:
     def _citation(self, n: int, scored: Scored) -> Citation:
         meta = scored.node.metadata
         text = self.texts[meta["source"]][meta["start"] : meta["end"]]
-        return Citation(n, normalise(text), meta["start"], meta["end"], meta["paragraph"], round(scored.score, 4), meta["source"])
+        return Citation(n, normalise(text), meta["start"], meta["end"], meta["paragraph"], round(scored.score, 4), display_path(Path(meta["source"])))
 
 
 def _unique(scored: list[Scored]) -> list[Scored]:

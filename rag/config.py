@@ -28,7 +28,7 @@ class _Section(BaseModel):
 class EmbeddingConfig(_Section):
     model: str = PACKAGED_MODEL
     backend: Literal["onnx", "torch"] = "onnx"
-    onnx_dir: Path | None = None  # default: <index_dir>/onnx
+    onnx_dir: Path | None = None  # default: the user cache folder (`default_onnx_dir`), shared by every index
     batch_size: int = Field(8, ge=1, le=4096)
     device: str = "cpu"
 
@@ -124,7 +124,7 @@ def load_config(
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
     documents = docs or [base / d for d in config.documents]
     index_dir = Path(index_dir or base / config.index_dir).expanduser().resolve()
-    onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else index_dir / "onnx")
+    onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else default_onnx_dir())
     return config.model_copy(
         update={
             "documents": [Path(d).expanduser().resolve() for d in documents],
@@ -133,6 +133,14 @@ def load_config(
             "answer": config.answer.model_copy(update={"ranker_model": (base / config.answer.ranker_model).resolve() if config.answer.ranker_model else None}),
         }
     )
+
+
+def default_onnx_dir() -> Path:
+    """One ONNX export per model for all indexes of this user: e.g. ~/.cache/rag/onnx on Linux.
+    (Each export sits in a subfolder keyed by the model and the runtime versions.)"""
+    from platformdirs import user_cache_path
+
+    return user_cache_path("rag") / "onnx"
 
 
 def _default_config_file() -> Path:

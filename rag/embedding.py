@@ -73,7 +73,10 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
         raise ModelError(f"embedding.model {config.model!r}: the onnx backend needs a local model folder (or use embedding.backend: torch)")
     if not Path(location, "config.json").exists():
         raise ModelError(f"cannot load embedding model {config.model!r}: {location} is not a sentence-transformers model folder")
-    target = config.onnx_dir / hashlib.sha1(model_id(config).encode()).hexdigest()[:12]
+    from importlib.metadata import version
+
+    key = f"{model_id(config)} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
+    target = config.onnx_dir / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
     if not target.exists():
         progress(f"Exporting the embedding model to ONNX in {target} (once)...")
     return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)

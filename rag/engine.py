@@ -37,11 +37,10 @@ class Engine:
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
         """Read the documents, load (or build) the index and get ready to answer."""
         from rag.rank import MODEL_FILE, load_model
-        from rag.store import display_path
 
         model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
         documents, stored, retriever = open_retrieval(config, rebuild, progress)
-        texts = {display_path(d.path): d.text for d in documents}
+        texts = {str(d.path.resolve()): d.text for d in documents}
         name = documents[0].title if len(documents) == 1 else "The documents"
         extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
         answerer: Answerer = extractive
@@ -100,7 +99,7 @@ class Engine:
 
     def paragraphs_around(self, citation: Citation) -> list[tuple[int, str]]:
         """The cited paragraph and its content neighbours, as (paragraph number, text)."""
-        from rag.store import display_path
+        from rag.ingest import display_path
 
         for document in self.documents:
             if display_path(document.path) != citation.source:

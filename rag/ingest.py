@@ -117,6 +117,15 @@ def is_heading(block: str) -> bool:
     )
 
 
+def display_path(path: Path) -> str:
+    """A document path as shown in citations: relative to the working folder when inside it.
+    (Indexes and passages hold the resolved path, so they do not depend on the working folder.)"""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def heading_text(block: str) -> str:
     """The words of a heading without Markdown '#' or an underline."""
     first = block.strip().splitlines()[0]

@@ -60,7 +60,7 @@ def expected_manifest(config: Config, documents: list[SourceDocument]) -> dict[s
     """What an up-to-date index for these documents and settings records."""
     return {
         "format": FORMAT_VERSION,
-        "documents": [{"source": display_path(d.path), "sha256": d.sha256} for d in documents],
+        "documents": [{"source": str(d.path.resolve()), "sha256": d.sha256} for d in documents],
         "model": model_id(config.embedding),
         "chunking": config.chunking.model_dump(),
         "hnsw_above": config.retrieval.hnsw_above,
@@ -107,7 +107,7 @@ def build_index(config: Config, documents: list[SourceDocument], embed_model: Ba
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    nodes = sorted((n for d in documents for n in chunk(d, display_path(d.path), config.chunking.unit)), key=_document_order)
+    nodes = sorted((n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order)
     dimension = len(embed_model.get_text_embedding("dimension probe"))
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
@@ -163,14 +163,6 @@ def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     if len(nodes) != count or len(index.index_struct.nodes_dict) != count:
         raise _corrupt(index_dir / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}")
     return StoredIndex(index, nodes, manifest)
-
-
-def display_path(path: Path) -> str:
-    """A document path as shown in citations: relative to the working folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def load_documents(config: Config) -> list[SourceDocument]:

@@ -57,3 +57,16 @@ def test_paths_are_relative_to_the_file_and_overridable(tmp_path, monkeypatch):
 
 def test_empty_file_gives_defaults(tmp_path):
     assert load_config(write(tmp_path, "")).retrieval.top_k == Config().retrieval.top_k
+
+
+def test_the_onnx_export_is_cached_once_per_user_not_per_index(tmp_path, monkeypatch):
+    from platformdirs import user_cache_path
+
+    from rag.config import load_config
+
+    monkeypatch.delenv("RAG_ONNX_DIR")
+    first = load_config(index_dir=tmp_path / "a")
+    second = load_config(index_dir=tmp_path / "b")
+    assert first.embedding.onnx_dir == second.embedding.onnx_dir == (user_cache_path("rag") / "onnx").resolve()
+    monkeypatch.setenv("RAG_ONNX_DIR", str(tmp_path / "mine"))
+    assert load_config(index_dir=tmp_path / "a").embedding.onnx_dir == tmp_path / "mine"

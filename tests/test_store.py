@@ -87,3 +87,25 @@ def test_large_sets_get_an_hnsw_index_that_answers_the_same(copied):
     assert type(engine.stored.faiss).__name__ == "IndexHNSWFlat"
     assert "revoked the American visa" in engine.ask(QUESTIONS[0]).text
     assert json.loads((copied.index_dir / MANIFEST).read_text())["faiss_index"] == "hnsw"
+
+
+def test_the_index_does_not_depend_on_the_working_folder(article, tmp_path, monkeypatch):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    monkeypatch.delenv("RAG_INDEX_DIR")  # the index folder comes from the config file here
+    config = tmp_path / "rag.yaml"
+    config.write_text(f"documents: [{article}]\nindex_dir: {tmp_path / 'index'}\n", encoding="utf-8")
+    somewhere = tmp_path / "elsewhere"
+    somewhere.mkdir()
+    runs = [subprocess.run([sys.executable, "-m", "rag", "index", "--config", str(config)], cwd=cwd, capture_output=True, text=True, timeout=300) for cwd in (article.parent, somewhere, article.parent)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert "Building the index" in runs[0].stderr
+    assert "Building the index" not in runs[1].stderr + runs[2].stderr  # one index, shared
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["documents"][0]["source"] == str(article.resolve())
+    asked = subprocess.run([sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"], cwd=article.parent, capture_output=True, text=True, timeout=300)
+    assert json.loads(asked.stdout)["citations"][0]["source"] == article.name  # relative when shown
