@@ -168,6 +168,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
         fitted = load_model(config.answer.ranker_model or MODEL_FILE).training.get("fit_articles", [])
         articles = select(load_squad(args.squad), args.articles, fitted)
+        seen = [a.title for a in articles if a.title in fitted]
+        if seen:
+            print(f"note: the ranker was fitted on {', '.join(seen)}; scores there are not held-out figures (use --articles held-out)", file=sys.stderr)
         print(f"Evaluating {len(articles)} SQuAD articles (indexes in {squad_folder(args, config)})...", file=sys.stderr, flush=True)
         result = evaluate_squad(config, articles, squad_folder(args, config), progress=lambda message: print(message, file=sys.stderr, flush=True))
     else:

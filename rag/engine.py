@@ -148,7 +148,7 @@ def check_question(question: str, limit: int) -> str:
     if not question:
         raise QuestionError("Please ask a question about the document.")
     if len(question) > limit:
-        raise QuestionError(f"That question is {len(question):,} characters long; please keep it under {limit:,}.")
+        raise QuestionError(f"That question is {len(question):,} characters long; please keep it to {limit:,} at most.")
     if not words(question):
         raise QuestionError("Please ask your question in words.")
     return question

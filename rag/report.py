@@ -65,6 +65,9 @@ def _failures_table(result: EvalResult) -> str:
 
 def _curve_plot(result: EvalResult) -> Figure:
     figure, axes = _figure()
+    if not any(not o.question.answerable for o in result.outcomes):
+        axes.text(0.5, 0.5, "no unanswerable questions in this set: no trade-off to show", ha="center", va="center")
+        return figure
     points = abstention_curve(result)
     axes.plot([p[1] for p in points], [p[2] for p in points], label="all thresholds")
     if result.threshold is not None:
@@ -80,7 +83,7 @@ def _kind_plot(result: EvalResult) -> Figure:
     figure, axes = _figure()
     by_kind = accuracy_by_kind(result)
     bars = axes.bar(list(by_kind), [v[0] for v in by_kind.values()], color="steelblue")
-    axes.bar_label(bars, labels=[f"{v[0]:.0%} (n={v[1]})" for v in by_kind.values()])
+    axes.bar_label(bars, labels=[f"{v[0]:.0%}\nn={v[1]}" for v in by_kind.values()])
     axes.set(ylabel="answer accuracy", ylim=(0, 1.1))
     return figure
 

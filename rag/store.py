@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 2  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
 BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
-REMEDY = "run `python -m rag index --rebuild`"
 Progress = Callable[[str], None]
 
 
@@ -205,7 +204,7 @@ def _read(path: Path, reader: Callable[[str], Any]) -> Any:
 
 
 def _corrupt(path: Path, problem: str) -> IndexCorruptError:
-    return IndexCorruptError(f"index file {path} {problem}; {REMEDY}")
+    return IndexCorruptError(f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`")
 
 
 def _library_versions() -> dict[str, str]:

@@ -73,7 +73,7 @@ def test_corrupt_index_is_reported_with_the_remedy(article, tmp_path):
     (index_dir / "vectors.faiss").write_bytes(b"\x00" * 10)
     result = rag("ask", "--doc", str(article), "--index-dir", str(index_dir), "who revoked the visa?")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "vectors.faiss" in result.stderr and "python -m rag index --rebuild" in result.stderr
+    assert "vectors.faiss" in result.stderr and f"python -m rag index --rebuild --index-dir {index_dir}" in result.stderr
     repaired = rag("index", "--rebuild", "--doc", str(article), "--index-dir", str(index_dir))
     assert repaired.returncode == 0 and "up to date" in repaired.stdout
 
