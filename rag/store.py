@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 2  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
 BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
+BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
 
 
@@ -73,14 +74,24 @@ def open_index(
     rebuild: bool = False,
     progress: Progress = lambda message: None,
 ) -> StoredIndex:
-    """Load the persisted index, or build and persist it when missing, stale or `rebuild`."""
+    """Load the persisted index, or build and persist it when missing, stale or `rebuild`.
+
+    Builds hold a lock file in the index folder: a second process that needs the same index
+    waits for the first one's build and then loads it, instead of building alongside it."""
+    from filelock import FileLock
+
     expected = expected_manifest(config, documents)
     manifest = None if rebuild else read_manifest(config.index_dir)
     if manifest is not None and _same_build(manifest, expected):
         return load_index(config.index_dir, embed_model)
-    reason = "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
-    progress(f"Building the index in {config.index_dir} ({reason})...")
-    stored = build_index(config, documents, embed_model, expected)
+    config.index_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(config.index_dir / BUILD_LOCK):
+        manifest = None if rebuild else read_manifest(config.index_dir)
+        if manifest is not None and _same_build(manifest, expected):
+            return load_index(config.index_dir, embed_model)  # built by another process meanwhile
+        reason = "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+        progress(f"Building the index in {config.index_dir} ({reason})...")
+        stored = build_index(config, documents, embed_model, expected)
     progress(f"Indexed {len(stored.nodes)} passages from {len(documents)} document(s).")
     return stored
 

@@ -109,3 +109,19 @@ def test_the_index_does_not_depend_on_the_working_folder(article, tmp_path, monk
     assert manifest["documents"][0]["source"] == str(article.resolve())
     asked = subprocess.run([sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"], cwd=article.parent, capture_output=True, text=True, timeout=300)
     assert json.loads(asked.stdout)["citations"][0]["source"] == article.name  # relative when shown
+
+
+def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    index_dir = tmp_path / "shared"
+    command = [sys.executable, "-m", "rag", "ask", "--json", "--doc", str(article), "--index-dir", str(index_dir), "who revoked Bensouda's visa?"]
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), results
+    assert sum("Building the index" in err for _, err in results) == 1  # the other waited and loaded it
+    assert all("revoked the American visa" in out for out, _ in results)
+    assert not list(index_dir.glob(".build-*"))  # no half-built leftovers
