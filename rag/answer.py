@@ -20,6 +20,7 @@ import numpy as np
 
 from rag.config import AnswerConfig
 from rag.ingest import display_path
+from rag.lexical import normalise
 from rag.rank import PRONOUN_OPENING, Featurizer, RankerModel, sigmoid, softmax
 
 if TYPE_CHECKING:
@@ -71,10 +72,6 @@ class Answer:
 class Scored:
     node: TextNode
     score: float
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.split())
 
 
 class Answerer(Protocol):

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import PROJECT_ROOT
+from rag.evaluate import percentile
+from rag.lexical import normalise
 
 ARTICLE = PROJECT_ROOT / "data" / "dw-icc-sanctions.txt"
 QUESTION_SET = PROJECT_ROOT / "eval" / "dw-icc-sanctions.jsonl"
@@ -129,7 +131,7 @@ def _time_calls(call, questions: list[str]) -> dict:
         started = time.perf_counter()
         call(question)
         latencies.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": statistics.median(latencies), "p95_ms": _p95(latencies), "rss_mb": _peak_rss_mb()}
+    return {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 95), "rss_mb": _peak_rss_mb()}
 
 
 WORKERS = {f.__name__: f for f in (baseline_build, baseline_first, baseline_warm, ours_build, ours_warm, throughput)}
@@ -238,13 +240,8 @@ def _plain_rst(text: str) -> str:
 def _sample_passages(corpus_file: Path | None, count: int) -> list[str]:
     """`count` sentence-sized passages: from the corpus, else the bundled documents repeated."""
     sources = [corpus_file] if corpus_file else [ARTICLE, PROJECT_ROOT / "eval" / "docs" / "python-license.txt"]
-    lines = [" ".join(p.split()) for s in sources for p in s.read_text(errors="replace").split("\n\n") if len(p.split()) >= 5]
+    lines = [normalise(p) for s in sources for p in s.read_text(errors="replace").split("\n\n") if len(p.split()) >= 5]
     return [lines[i % len(lines)] for i in range(count)]
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def _table(rows: list[tuple[str, float | None, float | None]]) -> str:

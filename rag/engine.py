@@ -144,7 +144,7 @@ def open_retrieval(config: Config, rebuild: bool = False, progress: Progress = l
 
 def check_question(question: str, limit: int) -> str:
     """The question with its whitespace normalised; QuestionError when it cannot be asked."""
-    question = " ".join(question.split())
+    question = normalise(question)
     if not question:
         raise QuestionError("Please ask a question about the document.")
     if len(question) > limit:

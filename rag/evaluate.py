@@ -72,8 +72,8 @@ class EvalResult:
             "follow_up_accuracy": _share(follow_ups, lambda o: o.correct),
             "follow_ups": len(follow_ups),
             **{f"top1_{system}": _share(answerable, lambda o, s=system: o.top1.get(s, False)) for system in self.systems()},
-            "latency_p50_ms": _percentile(latencies, 50),
-            "latency_p95_ms": _percentile(latencies, 95),
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p95_ms": percentile(latencies, 95),
         }
 
     def systems(self) -> list[str]:
@@ -237,7 +237,9 @@ def _share(outcomes: list[Outcome], test) -> float | None:
     return sum(1 for o in outcomes if test(o)) / len(outcomes) if outcomes else None
 
 
-def _percentile(values: list[float], p: int) -> float | None:
+def percentile(values: list[float], p: int) -> float | None:
+    """The p-th percentile (inclusive method) of `values`; None for no values."""
+    values = sorted(values)
     if not values:
         return None
     if len(values) == 1:

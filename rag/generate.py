@@ -39,7 +39,7 @@ import numpy as np
 
 from rag.answer import Answer, ExtractiveAnswerer, Scored
 from rag.config import LLMConfig
-from rag.lexical import content_terms
+from rag.lexical import content_terms, normalise
 
 if TYPE_CHECKING:
     from rag.embedding import LockedEmbedding
@@ -68,7 +68,7 @@ only to make clear what it refers to. Reply with the question only."""
 
 def split_sentences(reply: str) -> list[str]:
     """Sentences of a reply, each with its citation markers ("... ABC. [1]" -> "... ABC [1].")."""
-    reply = TRAILING_CITATIONS.sub(lambda m: f"{m.group(2)}{m.group(1)}", " ".join(reply.split()))
+    reply = TRAILING_CITATIONS.sub(lambda m: f"{m.group(2)}{m.group(1)}", normalise(reply))
     return [s for s in SENTENCE_END.split(reply) if s.strip()]
 
 
@@ -116,7 +116,7 @@ class GenerativeAnswerer:
         """A follow-up rewritten by the model as a standalone question (CondensePlusContext);
         when the model fails, the extractive engine's follow-up handling."""
         reply = self._chat(CONDENSE_PROMPT, f"Conversation:\n{context}\n\nFollow-up question: {question}")
-        rewritten = " ".join((reply or "").split())
+        rewritten = normalise(reply or "")
         if not rewritten or len(rewritten) > 4 * len(question) + 200 or NOT_FOUND in rewritten:
             return self.extractive.standalone(question, context)
         return rewritten, ""
@@ -133,7 +133,7 @@ class GenerativeAnswerer:
             terms, vector = set(content_terms(claim)), self._embed(claim)
             on_topic = bool(terms & question_terms) or float(vector @ question_vector) >= 0.3
             if cited and on_topic and any(self._support(terms, vector, passages[n - 1]) >= self.config.min_support for n in cited):
-                kept.append(" ".join(sentence.split()))
+                kept.append(normalise(sentence))
             else:
                 dropped += 1
         return kept, dropped

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import DocumentError
+from rag.lexical import normalise
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".text", ""}
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
@@ -77,7 +78,7 @@ def read_document(path: Path, drop_boilerplate: bool = True) -> SourceDocument:
 
 def classify(block: str, is_last: bool = False, drop_boilerplate: bool = True) -> ParagraphKind:
     """Label one block of text; see the module docstring for the kinds."""
-    flat = " ".join(block.split())
+    flat = normalise(block)
     if drop_boilerplate and is_boilerplate(flat):
         return "boilerplate"
     if _WIRE_CREDIT.match(flat):

@@ -27,6 +27,11 @@ FUNCTION_WORDS = frozenset(
 ANAPHORS = frozenset("he she him her his hers they them their theirs it its this that these those there then".split())
 
 
+def normalise(text: str) -> str:
+    """`text` with every run of whitespace made one space, and none at the ends."""
+    return " ".join(text.split())
+
+
 def words(text: str) -> list[str]:
     """Word tokens, lower-cased, with a possessive 's removed ("Bensouda's" -> "bensouda")."""
     return [re.sub(r"['’]s$", "", w.lower()) for w in WORD.findall(text)]

@@ -32,7 +32,7 @@ import numpy as np
 from rag.config import Config
 from rag.evaluate import Question
 from rag.lexical import FUNCTION_WORDS, WORD, stem
-from rag.rank import CANDIDATE_FEATURES, QUESTION_FEATURES, Featurizer, Linear, RankerModel
+from rag.rank import CANDIDATE_FEATURES, Featurizer, Linear, RankerModel
 from rag.squad import SquadArticle, article_config
 
 if TYPE_CHECKING:

@@ -94,7 +94,6 @@ def test_the_index_does_not_depend_on_the_working_folder(article, tmp_path, monk
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
 
     monkeypatch.delenv("RAG_INDEX_DIR")  # the index folder comes from the config file here
     config = tmp_path / "rag.yaml"

@@ -15,9 +15,10 @@ from concurrent.futures import Future
 
 from telegram import InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import TelegramError
 
 from rag.bot import render
+from rag.bot.transport import html_or_plain
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,7 @@ class DraftEditor:
         if self.pending is not None:
             await asyncio.wrap_future(self.pending)
         last = len(chunks) == 1
-        try:
-            await self.placeholder.edit_text(chunks[0], parse_mode=ParseMode.HTML, reply_markup=markup if last else None)
-        except BadRequest as exc:
-            if "can't parse entities" not in str(exc).lower():
-                raise
-            await self.placeholder.edit_text(render.plain_text(chunks[0]), reply_markup=markup if last else None)
+        await html_or_plain(self.placeholder.edit_text, chunks[0], reply_markup=markup if last else None)
         return chunks[1:]
 
     async def _edit(self, html: str) -> None:

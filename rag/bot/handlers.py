@@ -7,18 +7,20 @@ Engine calls run in a thread so the event loop keeps serving other chats.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, Conflict, NetworkError, TelegramError
+from telegram.constants import ChatAction, ChatType
+from telegram.error import Conflict, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from rag.bot import render
 from rag.render import snippet
 from rag.bot.drafts import DraftEditor
+from rag.bot.transport import html_or_plain
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
@@ -225,13 +227,7 @@ async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup
     """Reply to `message` with HTML chunks (buttons on the last); plain text if Telegram rejects the markup."""
     for i, chunk in enumerate(chunks):
         kwargs = {"reply_markup": markup if i == len(chunks) - 1 else None, "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True)}
-        try:
-            await message.get_bot().send_message(message.chat_id, chunk, parse_mode=ParseMode.HTML, **kwargs)
-        except BadRequest as exc:
-            if "can't parse entities" not in str(exc).lower():
-                raise
-            logger.warning("Telegram rejected the HTML of a reply (%s); sending it as plain text", exc)
-            await message.get_bot().send_message(message.chat_id, render.plain_text(chunk), **kwargs)
+        await html_or_plain(functools.partial(message.get_bot().send_message, message.chat_id), chunk, **kwargs)
 
 
 async def send_plain(message: Message, text: str, limit: int) -> None:

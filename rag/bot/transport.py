@@ -14,15 +14,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 from telegram import Update
-from telegram.error import NetworkError, TimedOut
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import BaseUpdateProcessor
 from telegram.request import HTTPXRequest
 
 logger = logging.getLogger(__name__)
 RETRIED_STATUS = {500, 502, 503, 504}
+
+
+async def html_or_plain(send: Callable[..., Awaitable[object]], html: str, **kwargs: Any) -> None:
+    """`send(html, parse_mode=HTML, **kwargs)`; if Telegram rejects the markup ("can't parse
+    entities"), the same text again as plain text, so the reader still gets it."""
+    from rag.bot.render import plain_text
+
+    try:
+        await send(html, parse_mode=ParseMode.HTML, **kwargs)
+    except BadRequest as exc:
+        if "can't parse entities" not in str(exc).lower():
+            raise
+        logger.warning("Telegram rejected the HTML of a message (%s); sending it as plain text", exc)
+        await send(plain_text(html), **kwargs)
 
 
 class RetryingRequest(HTTPXRequest):
