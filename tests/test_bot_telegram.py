@@ -168,6 +168,15 @@ def test_load_100_chats_5_questions_each(fake, bot):
           f"latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
 
 
+def test_every_html_reply_is_valid(fake, bot):
+    chat = 77  # its own questions, so the test passes alone; the replies of earlier tests are checked too
+    for text in ("/start", "who revoked Bensouda's visa?", "/sources", "What is the capital of France?", "/sources", "/frobnicate<b>&*_["):
+        ask(fake, chat, text)
+    html = [c for c in fake.calls if c.method == "sendMessage" and c.params.get("parse_mode") == "HTML"]
+    assert len([c for c in html if c.params["chat_id"] == chat]) >= 6
+    assert all(valid_telegram_html(c.params["text"]) for c in html)
+
+
 def test_sigterm_finishes_the_answer_in_flight_and_no_token_in_logs(fake, bot):
     message = fake.push_text(8, "Who is the US Secretary of State?")
     fake.wait_until(lambda: fake.sent(8, "sendChatAction"))
@@ -175,11 +184,6 @@ def test_sigterm_finishes_the_answer_in_flight_and_no_token_in_logs(fake, bot):
     assert len(fake.replies_to(message)) == 1
     log = bot.log.read_text()
     assert "DEBUG" in log and fake.token not in log and fake.token.split(":")[1] not in log
-
-
-def test_every_html_reply_was_valid(fake, bot):
-    html = [c for c in fake.calls if c.method == "sendMessage" and c.params.get("parse_mode") == "HTML"]
-    assert html and all(valid_telegram_html(c.params["text"]) for c in html)
 
 
 # ---- separate processes: restricted bot with a tiny message limit; a bad token ----
