@@ -116,10 +116,10 @@ class Linear:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], width: int) -> Linear:
-        arrays = [np.asarray(data[key], dtype="float64") for key in ("mean", "scale", "weights")]
-        if any(a.shape != (width,) for a in arrays):
+        mean, scale, weights = (np.asarray(data[key], dtype="float64") for key in ("mean", "scale", "weights"))
+        if any(a.shape != (width,) for a in (mean, scale, weights)):
             raise ValueError(f"expected {width} weights")
-        return cls(*arrays, float(data["bias"]))
+        return cls(mean, scale, weights, float(data["bias"]))
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class Featurizer:
 
     def __init__(self, nodes: Sequence[TextNode], context_weight: float = 0.5):
         self.context_weight = context_weight
-        self.terms = {n.node_id: set(content_terms(n.get_content(metadata_mode="embed"))) for n in nodes}
+        self.terms = {n.node_id: set(content_terms(n.text)) for n in nodes}
         self.answer_tokens = {n.node_id: answer_tokens(n.text) for n in nodes}
         self.bigrams = {n.node_id: _bigrams(content_terms(n.text)) for n in nodes}
         self.numbers: dict[tuple[str, int], set[str]] = {}

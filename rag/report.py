@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rag.evaluate import EvalResult, _shown, abstention_curve, question_kind
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 KINDS = ("who", "what", "when", "where", "why", "how many", "other")
@@ -70,9 +71,10 @@ def _curve_plot(result: EvalResult) -> Figure:
         return figure
     points = abstention_curve(result)
     axes.plot([p[1] for p in points], [p[2] for p in points], label="all thresholds")
-    if result.threshold is not None:
-        at = min(points, key=lambda p: abs(p[0] - result.threshold))
-        axes.plot([at[1]], [at[2]], "o", color="crimson", label=f"threshold {result.threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall")
+    threshold = result.threshold
+    if threshold is not None:
+        at = min(points, key=lambda p: abs(p[0] - threshold))
+        axes.plot([at[1]], [at[2]], "o", color="crimson", label=f"threshold {threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall")
     axes.axvline(0.10, linestyle=":", color="grey", label="10 % false abstention")
     axes.set(xlabel="false abstention (answerable questions abstained)", ylabel="abstention recall (unanswerable abstained)", xlim=(0, 1), ylim=(0, 1))
     axes.legend(loc="lower right")
@@ -95,7 +97,7 @@ def _latency_plot(result: EvalResult) -> Figure:
     return figure
 
 
-def _figure() -> tuple[Figure, object]:
+def _figure() -> tuple[Figure, Axes]:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -171,7 +171,9 @@ def out_of_fold(examples: list[Example], featurizers: dict[str, Featurizer]) -> 
         ranker = fit_ranker([e for e in examples if e.article != article])
         held = [e for e in examples if e.article == article]
         x, y = question_rows(ranker, held, featurizers)
-        xs.append(x), ys.append(y), groups.extend([article] * len(held))
+        xs.append(x)
+        ys.append(y)
+        groups.extend([article] * len(held))
     return np.vstack(xs), np.concatenate(ys), np.asarray(groups)
 
 

@@ -54,7 +54,8 @@ def plain_text(html_text: str) -> str:
 
 def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Join paragraphs into messages of at most `limit` characters, breaking between paragraphs."""
-    messages, current = [], ""
+    messages: list[str] = []
+    current = ""
     for paragraph in paragraphs:
         while len(paragraph) > limit:  # a single over-long paragraph: cut at a space
             cut = paragraph.rfind(" ", 0, limit) if " " in paragraph[:limit] else limit
