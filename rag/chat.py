@@ -39,6 +39,11 @@ class ChatSession:
         self.quoted.clear()
 
     @property
+    def answered(self) -> bool:
+        """Whether the last turn quoted something (so "tell me more" has something to continue)."""
+        return bool(self.turns) and not self.turns[-1][1].abstained
+
+    @property
     def last_answer(self) -> Answer | None:
         return self.turns[-1][1] if self.turns else None
 
@@ -52,10 +57,11 @@ class ChatSession:
 
 
 MORE = re.compile(r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b|^\W*(and|more|go on|continue)\W*$", re.I)
+_TO_WHOM = r"(\s+(there|bot|all|everyone|again|folks|friend))?"
 SMALL_TALK = {
-    "greeting": (re.compile(r"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening)|greetings)\b[\s\w]{0,12}\W*$", re.I), "Hello! Ask me anything about {document}."),
-    "thanks": (re.compile(r"^\W*(thanks?|thank you|thx|cheers)\b[\s\w]{0,16}\W*$", re.I), "You're welcome! Ask another question whenever you like."),
-    "goodbye": (re.compile(r"^\W*(bye|goodbye|see you|ciao|good night)\b[\s\w]{0,12}\W*$", re.I), "Goodbye! Come back with more questions any time."),
+    "greeting": (re.compile(rf"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening)|greetings){_TO_WHOM}\W*$", re.I), "Hello! Ask me anything about {document}."),
+    "thanks": (re.compile(rf"^\W*(thanks?|thank you|thx|cheers)(\s+(a lot|so much|very much))?(\s+for\s+(that|this|the answer|your help))?{_TO_WHOM}\W*$", re.I), "You're welcome! Ask another question whenever you like."),
+    "goodbye": (re.compile(rf"^\W*(bye|goodbye|see you|ciao|good night)(\s+(now|later|soon))?{_TO_WHOM}\W*$", re.I), "Goodbye! Come back with more questions any time."),
 }
 
 
@@ -66,6 +72,11 @@ def is_follow_up(question: str) -> bool:
 def wants_more(question: str) -> bool:
     """Whether the question asks for more of what was said ("tell me more", "what else did he say?")."""
     return bool(MORE.search(question))
+
+
+def only_asks_for_more(question: str) -> bool:
+    """A bare request for more ("tell me more", "anything else?"): no words of its own beyond it."""
+    return wants_more(question) and not content_terms(MORE.sub(" ", question))
 
 
 def small_talk_reply(question: str) -> str | None:

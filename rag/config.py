@@ -51,7 +51,7 @@ class AnswerConfig(_Section):
     context_weight: float = Field(0.5, ge=0.0, le=1.0)
     citation_min_score: float = Field(0.05, ge=0.0, le=1.0)
     max_question_chars: int = Field(1000, ge=10)
-    abstain_message: str = "{document} doesn't say. I couldn't find this in the text."
+    abstain_message: str = "I couldn't find this in {document}."
 
 
 class ChatConfig(_Section):
@@ -69,14 +69,7 @@ class TelegramConfig(_Section):
     send_retries: int = Field(3, ge=0, le=10)
     messages_per_second: float = Field(30, gt=0)
     group_messages_per_minute: float = Field(20, gt=0)
-    example_questions: list[str] = Field(
-        default_factory=lambda: [
-            "Who revoked Bensouda's visa?",
-            "What did Mike Pompeo call the court?",
-            "How did the ICC describe the sanctions?",
-        ],
-        max_length=5,
-    )
+    example_questions: list[str] = Field(default_factory=list, max_length=5)  # config.yaml sets the bundled article's
 
 
 class LLMConfig(_Section):

@@ -8,13 +8,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
-from rag.chat import ChatSession, small_talk_reply, wants_more
+from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, wants_more
+from rag.ingest import display_path
 from rag.config import Config
 from rag.errors import QuestionError
-from rag.lexical import FUNCTION_WORDS, TermWeights, stem, words
+from rag.lexical import FUNCTION_WORDS, OTHER_LANGUAGE_WORDS, TermWeights, stem, words
 
 if TYPE_CHECKING:
     from rag.ingest import SourceDocument
@@ -41,7 +43,7 @@ class Engine:
         model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
         documents, stored, retriever = open_retrieval(config, rebuild, progress)
         texts = {str(d.path.resolve()): d.text for d in documents}
-        name = documents[0].title if len(documents) == 1 else "The documents"
+        name = documents[0].title if len(documents) == 1 else f"the {len(documents)} documents"
         extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
         answerer: Answerer = extractive
         if config.llm.provider != "none":  # LLM libraries are imported only when configured
@@ -61,35 +63,32 @@ class Engine:
         shared state, and `LockedEmbedding` serialises it; an LLM call holds no lock."""
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
-        reply = self.reply_without_search(question)
-        if reply is not None:
-            answer = Answer(question, reply, abstained=reply.startswith("Please ask"), mode="conversation")
-        else:
+        answer = self.reply_without_search(question)
+        if answer is None:
             context = session.context_for(question) if session else ""
             standalone, context = self.answerer.standalone(question, context) if context else (question, "")
             queries = [standalone, f"{standalone} {context}"] if context else [standalone]
             candidates = self.retriever.retrieve(queries)
-            if session is not None and wants_more(question):  # the next passages, not what was already quoted
-                candidates = [c for c in candidates if (c.node.metadata["source"], c.node.metadata["start"]) not in session.quoted]
+            more = session is not None and session.answered and wants_more(question)
+            if more and session is not None:  # the next passages, not what this conversation already quoted
+                candidates = [c for c in candidates if (display_path(Path(c.node.metadata["source"])), c.node.metadata["start"]) not in session.quoted]
             answer = self.answerer.answer(standalone, candidates, context, on_draft)
-            if answer.abstained and answer.citations and wants_more(question):
-                answer = more_of(answer)  # "tell me more" asks for the next passage, not for an answer
+            if more and answer.abstained and answer.citations and only_asks_for_more(question):
+                answer = more_of(answer)  # a bare "tell me more" asks for the next passage, not for an answer
             answer.question = question
             if session is not None:
                 session.add(question, answer)
         answer.latency_ms = (time.perf_counter() - started) * 1000
         return answer
 
-    def reply_without_search(self, question: str) -> str | None:
+    def reply_without_search(self, question: str) -> Answer | None:
         """A reply to small talk, or a hint for a question in another language; None to search."""
         reply = small_talk_reply(question)
         if reply is not None:
-            return reply.replace("{document}", self.name)
-        tokens = words(question)
-        if len(tokens) >= 3 and not any(w in FUNCTION_WORDS for w in tokens):
-            known = sum(stem(w) in self.vocabulary for w in tokens)
-            if known < len(tokens) / 3:
-                return f"Please ask in the language of the document ({self.name}): I couldn't match your words to it."
+            return Answer(question, reply.replace("{document}", self.name), False, mode="conversation")
+        if in_another_language(question, self.vocabulary):
+            hint = f"Please ask in the language of the document ({self.name}): I couldn't match your words to it."
+            return Answer(question, hint, True, mode="conversation")
         return None
 
     @property
@@ -99,8 +98,6 @@ class Engine:
 
     def paragraphs_around(self, citation: Citation) -> list[tuple[int, str]]:
         """The cited paragraph and its content neighbours, as (paragraph number, text)."""
-        from rag.ingest import display_path
-
         for document in self.documents:
             if display_path(document.path) != citation.source:
                 continue
@@ -121,6 +118,17 @@ class Engine:
             "chunking": self.config.chunking.unit,
             "index": str(self.config.index_dir),
         }
+
+
+def in_another_language(question: str, vocabulary: TermWeights) -> bool:
+    """Whether the question is written in another language than English documents: it uses common
+    function words of another European language, none of English, and few of the documents' words."""
+    tokens = words(question)
+    if len(tokens) < 3 or any(w in FUNCTION_WORDS for w in tokens):
+        return False
+    foreign = sum(w in OTHER_LANGUAGE_WORDS for w in tokens)
+    known = sum(stem(w) in vocabulary for w in tokens)
+    return foreign >= 1 and known < len(tokens) / 2
 
 
 def more_of(abstained: Answer) -> Answer:

@@ -119,7 +119,9 @@ def _conversation(record: dict[str, Any], number: int) -> list[Question]:
 def evaluate(engine: Engine, items: list[list[Question]], baselines: bool = False, result: EvalResult | None = None) -> EvalResult:
     """Ask every question (conversations in one session each) and score the answers, adding them
     to `result`. With `baselines`, also score the top BM25 and the top dense sentence."""
-    engine.ask(items[0][0].question)  # warm-up, so latencies are warm
+    if not items:
+        return result or EvalResult(top_k=engine.config.retrieval.top_k)
+    engine.ask("What is this about?")  # warm-up, so latencies are warm
     result = result or EvalResult(top_k=engine.config.retrieval.top_k)
     result.threshold = engine.threshold
     for conversation in items:
@@ -142,7 +144,7 @@ def evaluate_squad(config: Config, articles: list[SquadArticle], folder: Path, p
     from rag.squad import article_config
 
     result = EvalResult(top_k=config.retrieval.top_k)
-    for article in articles:
+    for article in (a for a in articles if a.questions):
         engine = Engine.open(article_config(config, article, folder), progress=progress)
         evaluate(engine, [[q] for q in article.questions], baselines=True, result=result)
         progress(f"  {article.title}: {len(article.questions)} questions")
@@ -161,7 +163,7 @@ def score(question: Question, answer: Answer, top_k: int) -> Outcome:
     targets = [_fold(question.evidence)] if question.evidence else [_fold(a) for a in question.answers]
     correct = not answer.abstained and _holds(answer.text, question.answers)
     usable = not answer.abstained and question.answerable
-    quoted = answer.text if not answer.abstained else answer.citations[0].text if answer.citations else ""
+    top = answer.citations[0].text if answer.citations else ""  # one sentence, like the baselines
     return Outcome(
         question,
         answer,
@@ -169,7 +171,7 @@ def score(question: Question, answer: Answer, top_k: int) -> Outcome:
         correct,
         usable and any(t in text for t in targets for text in texts[:1]),
         usable and any(t in text for t in targets for text in texts[:top_k]),
-        {"ranker": _holds(quoted, question.answers)} if answer.mode == "extractive" else {},
+        {"ranker": _holds(top, question.answers)} if answer.mode == "extractive" else {},
     )
 
 
@@ -243,5 +245,7 @@ def percentile(values: list[float], p: int) -> float | None:
     if not values:
         return None
     if len(values) == 1:
+        return values[0]
+    if p <= 0:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if p < 100 else values[-1]

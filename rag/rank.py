@@ -61,6 +61,7 @@ CANDIDATE_FEATURES = (
     "bigram_overlap", "name_overlap", "counted_present", "counted_absent",
     "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
 )  # fmt: skip
+COLUMN = {name: i for i, name in enumerate(CANDIDATE_FEATURES)}
 QUESTION_FEATURES = (
     "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
@@ -236,9 +237,11 @@ class Featurizer:
             ])  # fmt: skip
         x = np.asarray(rows, dtype="float64").reshape(len(rows), len(CANDIDATE_FEATURES))
         if len(rows):
-            for column, gap in ((0, 1), (6, 7)):
-                x[:, gap] = x[:, column] - x[:, column].max()
-            for column in (3, 5):
+            for name in ("cosine", "coverage"):  # gaps to the best candidate
+                column = COLUMN[name]
+                x[:, COLUMN[f"{name}_gap"]] = x[:, column] - x[:, column].max()
+            for name in ("bm25_rel", "fused_rel"):  # scores relative to the best candidate
+                column = COLUMN[name]
                 x[:, column] = x[:, column] / x[:, column].max() if x[:, column].max() > 0 else 0.0
         return x
 
@@ -257,14 +260,15 @@ class Featurizer:
         best = int(np.argmax(np.where(allowed, scores, -np.inf)))
         top = x[best]
         second = float(np.delete(probabilities, best).max()) if len(scores) > 1 else 0.0
-        fits = {"number": top[19], "time": top[21], "name": top[23]}.get(kind or "", 0.0)
+        fits = top[COLUMN[f"{kind}_new"]] if kind else 0.0
         paragraph = _paragraph(candidates[best].node)
         names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
         numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
         return np.asarray([
-            probabilities[best], probabilities[best] - second, scores[best], top[0], x[:, 0].max(), top[6],
-            top[8], top[12], top[18], unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
-            names_unknown, names_missing, numbers_missing, top[CANDIDATE_FEATURES.index("counted_absent")],
+            probabilities[best], probabilities[best] - second, scores[best], top[COLUMN["cosine"]], x[:, COLUMN["cosine"]].max(),
+            top[COLUMN["coverage"]], top[COLUMN["coverage_window"]], top[COLUMN["coverage_paragraph"]], top[COLUMN["missing_top_idf"]],
+            unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
+            names_unknown, names_missing, numbers_missing, top[COLUMN["counted_absent"]],
         ], dtype="float64")  # fmt: skip
 
 

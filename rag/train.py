@@ -38,7 +38,7 @@ from rag.squad import SquadArticle, article_config
 if TYPE_CHECKING:
     from rag.retrieve import Candidate
 
-# The SQuAD 2.0 training articles fitted on (of the ten in shared/datasets/squad2-train-10); the
+# The SQuAD 2.0 training articles fitted on (of the ten in eval/squad/train-v2.0-10-articles.json); the
 # other five are the held-out report split. Both halves hold an article with unanswerable questions.
 FIT_ARTICLES = (
     "Beyoncé",
@@ -82,7 +82,7 @@ def collect(config: Config, articles: list[SquadArticle], folder: Path, progress
         rng = random.Random(f"{SEED}:{article.title}")
         foreign = [q.question for other in articles if other is not article for q in other.questions]
         asked = [(q, q.question, article.spans[q.item_id], "") for q in article.questions]
-        asked += [(Question(f"foreign{i}", 0, text), text, (), "foreign") for i, text in enumerate(rng.sample(foreign, FOREIGN_QUESTIONS))]
+        asked += [(Question(f"foreign{i}", 0, text), text, (), "foreign") for i, text in enumerate(rng.sample(foreign, min(FOREIGN_QUESTIONS, len(foreign))))]
         asked += [(q, reworded(q.question, featurizer, rng), spans, "reworded") for q, _, spans, _ in asked if q.answerable and rng.random() < REWORDED_SHARE]
         for q, wording, spans, synthetic in asked:
             candidates = retriever.retrieve([q.question], [wording])
@@ -192,6 +192,10 @@ def train(config: Config, articles: list[SquadArticle], folder: Path, progress: 
 
         raise ConfigError(f"the SQuAD file lacks the fit articles ({', '.join(FIT_ARTICLES)})")
     examples, featurizers = collect(config, fit, folder, progress)
+    if not any(e.answerable and e.gold.any() for e in examples):
+        from rag.errors import ConfigError
+
+        raise ConfigError("the fit articles have no answerable question whose answer a retrieved sentence holds")
     progress("Fitting the ranker and the confidence model (leave one article out)...")
     x, y, groups = out_of_fold(examples, featurizers)
     answerable = np.asarray([e.answerable for e in examples])

@@ -27,7 +27,8 @@ def fake():
 @pytest.fixture(scope="module")
 def bot(fake, article, shared_index_dir, onnx_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bot")
-    telegram = {"questions_per_minute": 10, "messages_per_second": 1000, "group_messages_per_minute": 1000, "send_retries": 3}
+    examples = ["Who revoked Bensouda's visa?", "What did Mike Pompeo call the court?", "How did the ICC describe the sanctions?"]
+    telegram = {"questions_per_minute": 10, "messages_per_second": 1000, "group_messages_per_minute": 1000, "send_retries": 3, "example_questions": examples}
     config = write_config(folder / "bot.yaml", article, telegram)
     log = folder / "bot.log"
     with running_bot(fake, config, shared_index_dir, log, onnx_dir) as process:

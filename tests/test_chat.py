@@ -71,3 +71,22 @@ def test_sessions_in_parallel_threads_get_the_same_answers(engine):
     expected = [run(c) for c in conversations]
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(run, conversations)) == expected
+
+
+def test_more_requests_move_on_even_when_citations_are_shown_relative(engine, monkeypatch):
+    monkeypatch.chdir(engine.documents[0].path.parent)  # citations now show bare file names
+    session = engine.new_session()
+    engine.ask("Who is the US Secretary of State?", session)
+    tops = [engine.ask("tell me more", session).citations[0].start for _ in range(3)]
+    assert len(set(tops)) == 3
+
+
+def test_only_real_requests_for_more_bypass_abstention(engine):
+    assert engine.ask("Who else won the Nobel Prize in physics?").abstained
+    assert engine.ask("tell me more").abstained  # nothing said yet to continue
+
+
+def test_small_talk_and_language_hints_do_not_swallow_questions(engine):
+    assert engine.ask("hi who is Khan?").mode == "extractive"
+    assert engine.ask("thanks for the answer").mode == "conversation"
+    assert "language of the document" not in engine.ask("Mercury boiling point temperature").text

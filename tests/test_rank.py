@@ -75,3 +75,18 @@ def test_min_confidence_overrides_the_model_threshold(config):
     strict = Engine.open(config.model_copy(update={"answer": config.answer.model_copy(update={"min_confidence": 1.0})}))
     assert strict.threshold == 1.0 and strict.ask("who revoked Bensouda's visa?").abstained
     assert isinstance(load_model(), RankerModel)
+
+
+def test_question_features_read_the_candidate_columns_they_name(engine):
+    from rag.rank import COLUMN, QUESTION_FEATURES
+
+    question = "How many US soldiers did Trump pardon?"
+    candidates = engine.retriever.retrieve([question])
+    features = Featurizer(engine.stored.nodes)
+    x = features.candidates(question, candidates)
+    scores = load_model().ranker(x)
+    allowed = features.offers_kind(question, candidates)
+    row = features.question(question, candidates, x, scores, allowed)
+    best = int(np.argmax(np.where(allowed, scores, -np.inf)))
+    assert row[QUESTION_FEATURES.index("kind_fits")] == x[best, COLUMN["number_new"]] == 1.0
+    assert row[QUESTION_FEATURES.index("top_coverage")] == x[best, COLUMN["coverage"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from html import escape, unescape
+from pathlib import PurePath
 
 from rag.answer import Answer, Citation
 from rag.render import body, nothing_quoted, snippet
@@ -39,7 +40,7 @@ def sources_html(answer: Answer | None, limit: int = TELEGRAM_LIMIT) -> list[str
 
 def _where(c: Citation) -> str:
     """The document's file name and the paragraph, escaped."""
-    return escape_html(f"{c.source.rsplit('/', 1)[-1]}, paragraph {c.paragraph}")
+    return escape_html(f"{PurePath(c.source).name}, paragraph {c.paragraph}")
 
 
 def escape_html(text: str) -> str:
