@@ -205,15 +205,13 @@ class Featurizer:
         counted = counted_things(question)
         kind = expected_kind(question)
         weight = self.weights.idf
-        total_idf = sum(weight(t) for t in q_terms) or 1.0
         top_idf = max((weight(t) for t in q_terms), default=1.0)
 
         def coverage(terms: set[str]) -> float:
-            own = sum(weight(t) for t in q_terms if t in terms) / total_idf
+            own = self.weights.coverage(q_terms, terms)
             if not c_terms:
                 return own
-            share = self.context_weight
-            return (1 - share) * own + share * sum(weight(t) for t in c_terms if t in terms) / sum(weight(t) for t in c_terms)
+            return (1 - self.context_weight) * own + self.context_weight * self.weights.coverage(c_terms, terms)
 
         rows = []
         for c in candidates:
