@@ -7,12 +7,13 @@ JSON (``rag/models/ranker.json``, a few kilobytes; no pickle, no download):
   gaps to the best candidate, IDF-weighted coverage of the question's words by the sentence, its
   neighbours and its paragraph, shared word pairs and names, answer-type matches, position); a
   softmax over the candidates gives each one's probability of holding the answer;
-- the **confidence** model turns the ranking (top probability and margin, the best passage's
+- the **confidence** model (one small hidden layer: unanswerable questions come in kinds, off-topic
+  ones and ones with one detail changed, which one straight line separates badly) turns the ranking (top probability and margin, the best passage's
   coverage, question words and names the document or the best paragraph never uses, ...) into
   the probability that the quoted passage answers the question. The answerer abstains below ``answer.min_confidence``, a
   probability, so one threshold means the same thing on every document.
 
-Deliberate simplifications: linear models over hand-named features (fast, inspectable, trained
+Deliberate simplifications: small models over hand-named features (fast, inspectable, trained
 in seconds), sentence-level only; no reader model extracts a span.
 """
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from rag.retrieve import Candidate
 
 MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"
-FORMAT = 1
+FORMAT = 2
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")
 NUMBER = re.compile(r"\b\d[\d,.]*\b")
@@ -66,6 +67,7 @@ QUESTION_FEATURES = (
     "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
     "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph", "top_counted_absent",
+    "known_missing_window", "known_missing_paragraph", "near_miss_paragraph",
 )  # fmt: skip
 
 
@@ -124,9 +126,44 @@ class Linear:
 
 
 @dataclass(frozen=True)
+class Perceptron:
+    """One hidden tanh layer over standardised inputs: v · tanh(W (x - mean) / scale + c) + bias."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    hidden_weights: np.ndarray  # (inputs, hidden)
+    hidden_bias: np.ndarray  # (hidden,)
+    weights: np.ndarray  # (hidden,)
+    bias: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(((x - self.mean) / self.scale) @ self.hidden_weights + self.hidden_bias) @ self.weights + self.bias
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "hidden_weights": self.hidden_weights.tolist(),
+            "hidden_bias": self.hidden_bias.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], width: int) -> Perceptron:
+        mean, scale, hidden_weights, hidden_bias, weights = (
+            np.asarray(data[key], dtype="float64") for key in ("mean", "scale", "hidden_weights", "hidden_bias", "weights")
+        )
+        hidden = len(weights)
+        if mean.shape != (width,) or scale.shape != (width,) or hidden_weights.shape != (width, hidden) or hidden_bias.shape != (hidden,):
+            raise ValueError(f"expected {width} inputs and {hidden} hidden units")
+        return cls(mean, scale, hidden_weights, hidden_bias, weights, float(data["bias"]))
+
+
+@dataclass(frozen=True)
 class RankerModel:
     ranker: Linear
-    confidence: Linear
+    confidence: Perceptron
     threshold: float  # the default abstention point (a probability), chosen on the training articles
     training: dict[str, Any]
 
@@ -154,7 +191,7 @@ def load_model(path: Path = MODEL_FILE) -> RankerModel:
         if data["format"] != FORMAT or data["candidate_features"] != list(CANDIDATE_FEATURES) or data["question_features"] != list(QUESTION_FEATURES):
             raise ModelError(f"{path} was trained for other features; {remedy}")
         ranker = Linear.from_json(data["ranker"], len(CANDIDATE_FEATURES))
-        confidence = Linear.from_json(data["confidence"], len(QUESTION_FEATURES))
+        confidence = Perceptron.from_json(data["confidence"], len(QUESTION_FEATURES))
         return RankerModel(ranker, confidence, float(data["threshold"]), data.get("training", {}))
     except OSError as exc:
         raise ModelError(f"cannot read the ranker model {path}: {exc.strerror}; {remedy}") from None
@@ -253,7 +290,10 @@ class Featurizer:
         names = question_names(question)
         names_unknown = sum(n not in self.weights for n in names) / len(names) if names else 0.0
         if not allowed.any():
-            return np.asarray([0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1, 1], dtype="float64")
+            return np.asarray(
+                [0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1, 1, 1, 1, 0],
+                dtype="float64",
+            )
         probabilities = softmax(scores)
         best = int(np.argmax(np.where(allowed, scores, -np.inf)))
         top = x[best]
@@ -262,12 +302,30 @@ class Featurizer:
         paragraph = _paragraph(candidates[best].node)
         names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
         numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
+        best_id = candidates[best].node.node_id
+        window = self.terms[best_id] | self.terms.get(self.previous.get(best_id, ""), set()) | self.terms.get(self.next.get(best_id, ""), set())
+        known = [t for t in q_terms if t in self.weights]
+        top_idf = max((self.weights.idf(t) for t in q_terms), default=1.0)
+        known_missing_window = max((self.weights.idf(t) for t in known if t not in window), default=0.0) / top_idf
+        known_missing_paragraph = sum(self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]) / total_idf
         return np.asarray([
             probabilities[best], probabilities[best] - second, scores[best], top[COLUMN["cosine"]], x[:, COLUMN["cosine"]].max(),
             top[COLUMN["coverage"]], top[COLUMN["coverage_window"]], top[COLUMN["coverage_paragraph"]], top[COLUMN["missing_top_idf"]],
             unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
             names_unknown, names_missing, numbers_missing, top[COLUMN["counted_absent"]],
+            known_missing_window, known_missing_paragraph, self.near_miss(q_terms, paragraph),
         ], dtype="float64")  # fmt: skip
+
+    def near_miss(self, q_terms: set[str], paragraph: tuple[str, int]) -> float:
+        """Share of the question's terms that the document never uses but that are spelt almost
+        like a term of the paragraph ("Scciarra" for "Sciarra", "MI55" for "MI5"): a changed detail."""
+        from difflib import get_close_matches
+
+        unknown = [t for t in q_terms if t not in self.weights and len(t) > 2]
+        if not unknown:
+            return 0.0
+        near = [t for t in unknown if get_close_matches(t, self.paragraph_terms[paragraph], n=1, cutoff=0.8)]
+        return len(near) / len(q_terms)
 
 
 def counted_things(question: str) -> set[str]:

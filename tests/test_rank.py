@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 
 from rag.errors import ModelError
-from rag.rank import CANDIDATE_FEATURES, MODEL_FILE, Featurizer, RankerModel, answer_tokens, expected_kind, load_model, new_kinds
+from rag.rank import (
+    CANDIDATE_FEATURES,
+    MODEL_FILE,
+    QUESTION_FEATURES,
+    Featurizer,
+    RankerModel,
+    answer_tokens,
+    expected_kind,
+    load_model,
+    new_kinds,
+)
 
 
 def test_shipped_model_loads_offline_and_records_its_training():
@@ -23,6 +33,8 @@ def test_model_round_trip_gives_identical_scores(tmp_path, engine):
     again = load_model(path)
     x = np.random.default_rng(0).normal(size=(5, len(CANDIDATE_FEATURES)))
     assert np.array_equal(model.ranker(x), again.ranker(x))
+    q = np.random.default_rng(1).normal(size=(5, len(QUESTION_FEATURES)))
+    assert np.array_equal(model.confidence(q), again.confidence(q))
     assert again.threshold == model.threshold
 
 
@@ -90,3 +102,22 @@ def test_question_features_read_the_candidate_columns_they_name(engine):
     best = int(np.argmax(np.where(allowed, scores, -np.inf)))
     assert row[QUESTION_FEATURES.index("kind_fits")] == x[best, COLUMN["number_new"]] == 1.0
     assert row[QUESTION_FEATURES.index("top_coverage")] == x[best, COLUMN["coverage"]]
+
+
+def test_a_changed_detail_is_seen_in_the_question_features(engine):
+    """A question that names something the document has, but not where the answer is, and one
+    whose name is misspelt from the answer's paragraph, read differently from the real one."""
+    features = Featurizer(engine.stored.nodes)
+
+    def question_features(question: str) -> dict[str, float]:
+        candidates = engine.retriever.retrieve([question])
+        x = features.candidates(question, candidates)
+        scores = engine.answerer.model.ranker(x)
+        row = features.question(question, candidates, x, scores, features.offers_kind(question, candidates))
+        return dict(zip(QUESTION_FEATURES, row))
+
+    real = question_features("Who revoked the visa of Fatou Bensouda?")
+    misspelt = question_features("Who revoked the visa of Fatou Bensoudda?")
+    assert real["near_miss_paragraph"] == 0 and misspelt["near_miss_paragraph"] > 0
+    assert real["known_missing_paragraph"] == 0
+    assert question_features("Who revoked the visa of the kangaroo prosecutor Bensouda?")["known_missing_window"] > 0
