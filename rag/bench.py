@@ -34,8 +34,9 @@ from rag.lexical import normalise
 ARTICLE = DEFAULTS_DIR / "data" / "dw-icc-sanctions.txt"
 QUESTION_SET = DEFAULTS_DIR / "eval" / "dw-icc-sanctions.jsonl"
 SECOND_DOCUMENT = DEFAULTS_DIR / "eval" / "docs" / "python-license.txt"
+SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else site-packages)
 # The Telegram load test is part of the test suite: only a source checkout has it.
-LOAD_TEST = PACKAGE_DIR.parent / "tests" / "test_bot_telegram.py"
+LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
 DEBIAN_PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
 CORPUS_QUESTIONS = [
     "How do I join two paths?", "What does json.dumps return?", "How can I read a CSV file?", "What is a deque?",
@@ -201,7 +202,7 @@ def _bot_rows() -> list[tuple[str, float | None, float | None]]:
     if not LOAD_TEST.is_file():
         return [("Telegram load test: skipped, it needs a source checkout (tests/test_bot_telegram.py)", None, None)]
     command = [sys.executable, "-m", "pytest", "-q", "-s", "-k", "load", str(LOAD_TEST)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=LOAD_TEST.parent.parent)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=SOURCE_ROOT)
     match = re.search(r"= ([\d.]+) answers/s; latency p50 (\d+) ms, p95 (\d+) ms", result.stdout)
     if not match:
         return [("Telegram load test", None, None)]
@@ -230,7 +231,7 @@ def _worker_env() -> dict[str, str]:
     the path when it is a source checkout rather than an installed package."""
     env = dict(os.environ)
     if LOAD_TEST.is_file():  # a checkout: its sources may not be installed
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_DIR.parent), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
