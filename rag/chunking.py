@@ -7,19 +7,16 @@ it. Node ids hash the document's sha256, the offsets and the unit, so the same d
 settings always give the same ids.
 
 Sentences come from NLTK's Punkt model, which llama-index ships with its core package (no
-download). Headings are kept as section metadata, not as passages of their own.
+download; `rag.llama_adapter.punkt_data_dir` finds it). Headings are kept as section metadata,
+not as passages of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
-from llama_index.core.node_parser import NodeParser
-from llama_index.core.schema import BaseNode, Document, TextNode
+from llama_index.core.schema import Document, TextNode
 
 from rag.ingest import SourceDocument, heading_text
 
@@ -45,41 +42,32 @@ def paragraph_documents(document: SourceDocument, source: str) -> list[Document]
     return documents
 
 
-class PassageParser(NodeParser):
-    """Splits paragraph Documents into sentence (or paragraph) nodes with file offsets."""
-
-    unit: str = "sentence"
-
-    def _parse_nodes(self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any) -> list[BaseNode]:
-        passages: list[BaseNode] = []
-        for paragraph in nodes:
-            spans = [(0, len(paragraph.text))] if self.unit == "paragraph" else sentence_spans(paragraph.text)
-            passages.extend(self._node(paragraph, start, end) for start, end in spans)
-        return passages
-
-    def _postprocess_parsed_nodes(self, nodes: list[BaseNode], parent_doc_map: dict) -> list[BaseNode]:
-        """Keep the offsets set in `_node` (the base class would re-find them paragraph-relative)."""
-        return nodes
-
-    def _node(self, paragraph: BaseNode, start: int, end: int) -> TextNode:
-        meta = paragraph.metadata
-        file_start, file_end = meta["start"] + start, meta["start"] + end
-        metadata = {**meta, "start": file_start, "end": file_end}
-        node_id = hashlib.sha1(f"{meta['doc_sha256']}:{file_start}:{file_end}:{self.unit}".encode()).hexdigest()[:24]
-        return TextNode(
-            id_=node_id,
-            text=paragraph.text[start:end],
-            metadata=metadata,
-            start_char_idx=file_start,
-            end_char_idx=file_end,
-            excluded_embed_metadata_keys=list(metadata),
-            excluded_llm_metadata_keys=list(metadata),
-        )
-
-
 def chunk(document: SourceDocument, source: str, unit: str = "sentence") -> list[TextNode]:
-    """All passages of a document, in document order."""
-    return PassageParser(unit=unit).get_nodes_from_documents(paragraph_documents(document, source))
+    """All passages of a document, in document order. The nodes are built directly (llama-index's
+    public schema) rather than by a `NodeParser`, whose post-processing would re-find each
+    passage's offsets relative to its paragraph."""
+    passages: list[TextNode] = []
+    for paragraph in paragraph_documents(document, source):
+        spans = [(0, len(paragraph.text))] if unit == "paragraph" else sentence_spans(paragraph.text)
+        passages.extend(_node(paragraph, start, end, unit) for start, end in spans)
+    return passages
+
+
+def _node(paragraph: Document, start: int, end: int, unit: str) -> TextNode:
+    """The passage `paragraph.text[start:end]`, with file offsets and an id stable across builds."""
+    meta = paragraph.metadata
+    file_start, file_end = meta["start"] + start, meta["start"] + end
+    metadata = {**meta, "start": file_start, "end": file_end}
+    node_id = hashlib.sha1(f"{meta['doc_sha256']}:{file_start}:{file_end}:{unit}".encode()).hexdigest()[:24]
+    return TextNode(
+        id_=node_id,
+        text=paragraph.text[start:end],
+        metadata=metadata,
+        start_char_idx=file_start,
+        end_char_idx=file_end,
+        excluded_embed_metadata_keys=list(metadata),
+        excluded_llm_metadata_keys=list(metadata),
+    )
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -90,11 +78,12 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 @lru_cache(maxsize=1)
 def _punkt():
     """Punkt from the NLTK data bundled in llama-index-core (never nltk's downloader)."""
-    import llama_index.core
     import nltk.data
     from nltk.tokenize import PunktTokenizer
 
-    bundled = str(Path(llama_index.core.__file__).parent / "_static" / "nltk_cache")
+    from rag.llama_adapter import punkt_data_dir
+
+    bundled = str(punkt_data_dir())
     if bundled not in nltk.data.path:
         nltk.data.path.append(bundled)
     return PunktTokenizer("english")

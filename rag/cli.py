@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the project's)")
+    common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the packaged default)")
     common.add_argument("--doc", type=Path, action="append", help="answer from this document instead of the configured ones (repeat for several)")
     common.add_argument("--index-dir", type=Path, help="folder of the persisted index")
 

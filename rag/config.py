@@ -2,7 +2,9 @@
 
 Every setting has a default, so an empty file is valid. Unknown keys and bad values raise
 `ConfigError` naming the key (e.g. ``retrieval.top_k``). Paths in the file are relative to the
-file's folder. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``,
+file's folder, with one exception: the default config shipped in the package (`DEFAULT_CONFIG`,
+used when there is no ./config.yaml) keeps a relative ``index_dir`` in the user cache folder
+(e.g. ~/.cache/rag/index), never inside site-packages. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``,
 ``RAG_ONNX_DIR``) and the
 Telegram endpoint (``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
 """
@@ -17,7 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The default config.yaml, the bundled article (data/) and the question sets `rag bench` uses
+# (eval/). In a checkout these are symlinks to the top-level files; an installed wheel holds copies.
+DEFAULTS_DIR = PACKAGE_DIR / "defaults"
+DEFAULT_CONFIG = DEFAULTS_DIR / "config.yaml"
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -105,7 +111,7 @@ def load_config(
     path or several) replaces the configured documents."""
     path = path or _env_path("RAG_CONFIG") or _default_config_file()
     raw = _read_yaml(path)
-    base = path.resolve().parent
+    base = path.resolve().parent  # in a checkout DEFAULT_CONFIG resolves to the top-level config.yaml
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -116,7 +122,7 @@ def load_config(
     docs = ([doc] if isinstance(doc, Path) else list(doc or [])) or [p for p in [_env_path("RAG_DOC")] if p]
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
     documents = docs or [base / d for d in config.documents]
-    index_dir = Path(index_dir or base / config.index_dir).expanduser().resolve()
+    index_dir = Path(index_dir or _index_base(base) / config.index_dir).expanduser().resolve()
     onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else default_onnx_dir())
     return config.model_copy(
         update={
@@ -131,15 +137,26 @@ def load_config(
 def default_onnx_dir() -> Path:
     """One ONNX export per model for all indexes of this user: e.g. ~/.cache/rag/onnx on Linux.
     (Each export sits in a subfolder keyed by the model and the runtime versions.)"""
+    return user_cache_dir() / "onnx"
+
+
+def user_cache_dir() -> Path:
+    """This user's cache folder for rag (platformdirs), e.g. ~/.cache/rag on Linux."""
     from platformdirs import user_cache_path
 
-    return user_cache_path("rag") / "onnx"
+    return user_cache_path("rag")
+
+
+def _index_base(config_folder: Path) -> Path:
+    """The folder a relative ``index_dir`` is relative to: the config file's own, unless that is
+    inside the installed package (the packaged default config), whose index goes to the user cache."""
+    return user_cache_dir() if config_folder.is_relative_to(PACKAGE_DIR) else config_folder
 
 
 def _default_config_file() -> Path:
-    """./config.yaml when there is one, else the project's own."""
+    """./config.yaml when there is one, else the packaged default (the checkout's config.yaml)."""
     local = Path("config.yaml")
-    return local if local.exists() else PROJECT_ROOT / "config.yaml"
+    return local if local.exists() else DEFAULT_CONFIG
 
 
 def _read_yaml(path: Path) -> dict:

@@ -1,8 +1,8 @@
 """Hybrid retrieval: dense (FAISS) and lexical (BM25) rankings fused by reciprocal rank.
 
-Both indexes are the ones llama-index built (FaissVectorStore, BM25Retriever); queries go to
-them directly, without llama-index's retriever layer, whose per-call overhead was most of the
-cost of a query.
+The dense index is the one llama-index's FaissVectorStore persisted; the BM25 index is built
+with bm25s exactly as llama-index's BM25Retriever builds it. Queries go to both directly, without
+llama-index's retriever layer, whose per-call overhead was most of the cost of a query.
 
 Dense search finds paraphrases ("travel permission" ~ "visa"); BM25 finds rare names
 ("Bensouda") that a small embedding model blurs. Each candidate also carries its cosine
@@ -19,11 +19,12 @@ import numpy as np
 
 from rag.config import RetrievalConfig
 from rag.lexical import thread_stemmer
+from rag.llama_adapter import faiss_position_ids
 
 if TYPE_CHECKING:
-    from rag.embedding import LockedEmbedding
     from llama_index.core.schema import TextNode
 
+    from rag.embedding import LockedEmbedding
     from rag.store import StoredIndex
 
 
@@ -46,15 +47,13 @@ class HybridRetriever:
     """Dense + BM25 retrieval over one stored index."""
 
     def __init__(self, stored: StoredIndex, embed_model: LockedEmbedding, config: RetrievalConfig):
-        from llama_index.retrievers.bm25 import BM25Retriever
-
         self.config = config
         self.embed_model = embed_model
         self.depth = min(config.candidates, len(stored.nodes))
         self.faiss = stored.faiss
-        self.bm25 = BM25Retriever.from_defaults(nodes=stored.nodes, similarity_top_k=self.depth)
+        self.bm25 = Bm25Index(stored.nodes)
         self.nodes = {node.node_id: node for node in stored.nodes}
-        self.node_ids = {int(pos): node_id for pos, node_id in stored.index.index_struct.nodes_dict.items()}
+        self.node_ids = faiss_position_ids(stored.index)
         self.positions = {node_id: pos for pos, node_id in self.node_ids.items()}
         self.embed = lru_cache(maxsize=512)(self._embed)  # repeated questions skip the model
 
@@ -88,16 +87,40 @@ class HybridRetriever:
         return [self.node_ids[int(p)] for p in positions[0] if p >= 0]
 
     def lexical(self, query: str) -> list[tuple[str, float]]:
-        """(passage id, BM25 score) by score (the index llama-index's BM25Retriever built), matches only."""
-        import bm25s
-
-        tokens = bm25s.tokenize(query, stemmer=thread_stemmer(), token_pattern=self.bm25.token_pattern, show_progress=False)
-        indexes, scores = self.bm25.bm25.retrieve(tokens, k=self.depth, show_progress=False)
-        return [(self.bm25.corpus[int(i)]["node_id"], float(score)) for i, score in zip(indexes[0], scores[0]) if score > 0]
+        """(passage id, BM25 score) by score, matches only."""
+        return self.bm25.search(query, self.depth)
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.faiss.reconstruct(self.positions[node_id])
         return tuple(float(np.dot(vector, passage)) for vector in vectors)
+
+
+class Bm25Index:
+    """BM25 over the passages' texts (bm25s), built as llama-index's BM25Retriever builds it by
+    default: English stop-words dropped, Snowball stems, words of two or more characters."""
+
+    TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+    def __init__(self, nodes: list[TextNode]):
+        import bm25s
+        from llama_index.core.schema import MetadataMode
+
+        self.node_ids = [node.node_id for node in nodes]
+        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        tokens = bm25s.tokenize(
+            texts, stopwords="en", stemmer=thread_stemmer(), token_pattern=self.TOKEN_PATTERN, show_progress=False
+        )
+        self.bm25 = bm25s.BM25()
+        self.bm25.index(tokens, show_progress=False)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """The `k` best (passage id, score) pairs for `query`, by score, matches only."""
+        import bm25s
+
+        tokens = bm25s.tokenize(query, stemmer=thread_stemmer(), token_pattern=self.TOKEN_PATTERN, show_progress=False)
+        indexes, scores = self.bm25.retrieve(tokens, k=min(k, len(self.node_ids)), show_progress=False)
+        ranked = zip(indexes[0], scores[0], strict=True)
+        return [(self.node_ids[int(i)], float(score)) for i, score in ranked if score > 0]
 
 
 def reciprocal_rank_fusion(rankings: list[list[str]], k: int = 60) -> list[tuple[str, float]]:

@@ -30,6 +30,7 @@ from rag.config import Config
 from rag.embedding import model_id
 from rag.errors import IndexCorruptError
 from rag.ingest import SourceDocument, read_document
+from rag.llama_adapter import faiss_position_ids
 
 if TYPE_CHECKING:
     from llama_index.core import VectorStoreIndex
@@ -170,7 +171,7 @@ def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
-    if len(nodes) != count or len(index.index_struct.nodes_dict) != count:
+    if len(nodes) != count or len(faiss_position_ids(index)) != count:
         raise _corrupt(index_dir / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}")
     return StoredIndex(index, nodes, manifest)
 

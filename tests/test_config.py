@@ -2,8 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Config, load_config
+from rag.config import DEFAULTS_DIR, Config, load_config
 from rag.errors import ConfigError
+from tests.conftest import ROOT
+
+PACKAGED = ["config.yaml", "data/dw-icc-sanctions.txt", "eval/dw-icc-sanctions.jsonl", "eval/docs/python-license.txt"]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -70,3 +73,20 @@ def test_the_onnx_export_is_cached_once_per_user_not_per_index(tmp_path, monkeyp
     assert first.embedding.onnx_dir == second.embedding.onnx_dir == (user_cache_path("rag") / "onnx").resolve()
     monkeypatch.setenv("RAG_ONNX_DIR", str(tmp_path / "mine"))
     assert load_config(index_dir=tmp_path / "a").embedding.onnx_dir == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_the_packaged_defaults_are_the_top_level_files(name):
+    """One copy each: rag/defaults/ holds symlinks to the top-level files (the wheel gets copies)."""
+    packaged = DEFAULTS_DIR / name
+    assert packaged.is_symlink(), f"{packaged} should be a relative symlink to {name}"
+    assert packaged.resolve() == (ROOT / name).resolve()
+
+
+def test_without_a_local_config_the_packaged_default_is_the_checkouts(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAG_INDEX_DIR")
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml here
+    config = load_config()
+    assert config.documents == [ROOT / "data" / "dw-icc-sanctions.txt"]
+    assert config.index_dir == ROOT / "index"  # in a checkout: beside config.yaml, as before
+    assert config.telegram.example_questions == load_config(ROOT / "config.yaml").telegram.example_questions

@@ -86,19 +86,3 @@ def test_eval_squad_reports_pooled_metrics_and_baselines(squad_file, tmp_path):
     assert lines["questions"].strip() == "4" and lines["unanswerable"].strip() == "1"
     assert {"top1_ranker", "top1_bm25", "top1_dense", "answer_accuracy", "abstention_recall"} <= set(lines)
     assert html.read_text(encoding="utf-8").count("data:image/png;base64,") == 3
-
-
-def test_the_wheel_carries_the_bot_and_the_ranker_model(tmp_path):
-    import zipfile
-
-    import shutil
-
-    source = tmp_path / "source"  # setuptools writes build/ and *.egg-info beside the sources: not into the checkout
-    shutil.copytree(ROOT / "rag", source / "rag", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = tmp_path.glob("rag-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"rag/bot/app.py", "rag/bot/handlers.py", "rag/models/ranker.json", "rag/rank.py"} <= names
