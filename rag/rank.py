@@ -1,20 +1,22 @@
 """The learned ranker and answer confidence: features of (question, passage), weights fitted on data.
 
-Two small linear models, both fitted by `rag.train` on SQuAD training articles and shipped as
-JSON (``rag/models/ranker.json``, a few kilobytes; no pickle, no download):
+Two small models, both fitted by `rag.train` on SQuAD training articles and shipped as JSON
+(``rag/models/ranker.json``, about 24 KB; no pickle, no download):
 
-- the **ranker** scores each retrieved passage from its features (dense and BM25 scores, ranks and
-  gaps to the best candidate, IDF-weighted coverage of the question's words by the sentence, its
-  neighbours and its paragraph, shared word pairs and names, answer-type matches, position); a
-  softmax over the candidates gives each one's probability of holding the answer;
-- the **confidence** model (one small hidden layer: unanswerable questions come in kinds, off-topic
-  ones and ones with one detail changed, which one straight line separates badly) turns the ranking (top probability and margin, the best passage's
-  coverage, question words and names the document or the best paragraph never uses, ...) into
-  the probability that the quoted passage answers the question. The answerer abstains below ``answer.min_confidence``, a
-  probability, so one threshold means the same thing on every document.
+- the **ranker**, linear, scores each retrieved passage from its features (dense and BM25 scores,
+  ranks and gaps to the best candidate, IDF-weighted coverage of the question's words by the
+  sentence, its neighbours and its paragraph, shared word pairs and names, answer-type matches,
+  position); a softmax over the candidates gives each one's probability of holding the answer;
+- the **confidence** model, one small hidden layer (unanswerable questions come in kinds,
+  off-topic ones and ones with one detail changed, which one straight line separates badly),
+  turns the ranking (top probability and margin, the best passage's coverage, question words
+  and names the document or the best paragraph never uses, words the document uses but not near
+  the best passage, near-miss spellings, ...) into the probability that the quoted passage
+  answers the question. The answerer abstains below ``answer.min_confidence``, a probability,
+  so one threshold means the same thing on every document.
 
 Deliberate simplifications: small models over hand-named features (fast, inspectable, trained
-in seconds), sentence-level only; no reader model extracts a span.
+in a minute), sentence-level only; no reader model extracts a span.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ TIME_WORD = re.compile(
 
 CANDIDATE_FEATURES = (
     "cosine", "cosine_gap", "dense_rr", "bm25_rel", "bm25_rr", "fused_rel",
-    "coverage", "coverage_gap", "coverage_window", "window_gain", "coverage_prev", "coverage_next", "coverage_paragraph",
+    "coverage", "coverage_gap", "coverage_window", "window_gain",
+    "coverage_prev", "coverage_next", "coverage_paragraph",
     "matched_log", "novelty", "length_log", "first_in_paragraph", "pronoun_opening", "missing_top_idf",
     "bigram_overlap", "name_overlap", "counted_present", "counted_absent",
     "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
@@ -66,7 +69,8 @@ COLUMN = {name: i for i, name in enumerate(CANDIDATE_FEATURES)}
 QUESTION_FEATURES = (
     "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
-    "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph", "top_counted_absent",
+    "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
+    "top_counted_absent",
     "known_missing_window", "known_missing_paragraph", "near_miss_paragraph",
 )  # fmt: skip
 
@@ -115,7 +119,12 @@ class Linear:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(), "bias": self.bias}
+        return {
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], width: int) -> Linear:
@@ -137,7 +146,9 @@ class Perceptron:
     bias: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.tanh(((x - self.mean) / self.scale) @ self.hidden_weights + self.hidden_bias) @ self.weights + self.bias
+        return (
+            np.tanh(((x - self.mean) / self.scale) @ self.hidden_weights + self.hidden_bias) @ self.weights + self.bias
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,10 +163,16 @@ class Perceptron:
     @classmethod
     def from_json(cls, data: dict[str, Any], width: int) -> Perceptron:
         mean, scale, hidden_weights, hidden_bias, weights = (
-            np.asarray(data[key], dtype="float64") for key in ("mean", "scale", "hidden_weights", "hidden_bias", "weights")
+            np.asarray(data[key], dtype="float64")
+            for key in ("mean", "scale", "hidden_weights", "hidden_bias", "weights")
         )
         hidden = len(weights)
-        if mean.shape != (width,) or scale.shape != (width,) or hidden_weights.shape != (width, hidden) or hidden_bias.shape != (hidden,):
+        if (
+            mean.shape != (width,)
+            or scale.shape != (width,)
+            or hidden_weights.shape != (width, hidden)
+            or hidden_bias.shape != (hidden,)
+        ):
             raise ValueError(f"expected {width} inputs and {hidden} hidden units")
         return cls(mean, scale, hidden_weights, hidden_bias, weights, float(data["bias"]))
 
@@ -188,7 +205,11 @@ def load_model(path: Path = MODEL_FILE) -> RankerModel:
     remedy = "reinstall the package or run `python -m rag train`"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data["format"] != FORMAT or data["candidate_features"] != list(CANDIDATE_FEATURES) or data["question_features"] != list(QUESTION_FEATURES):
+        if (
+            data["format"] != FORMAT
+            or data["candidate_features"] != list(CANDIDATE_FEATURES)
+            or data["question_features"] != list(QUESTION_FEATURES)
+        ):
             raise ModelError(f"{path} was trained for other features; {remedy}")
         ranker = Linear.from_json(data["ranker"], len(CANDIDATE_FEATURES))
         confidence = Perceptron.from_json(data["confidence"], len(QUESTION_FEATURES))
@@ -213,7 +234,7 @@ class Featurizer:
         self.previous: dict[str, str] = {}
         self.next: dict[str, str] = {}
         self.paragraph_terms: dict[tuple[str, int], set[str]] = {}
-        for before, node in zip(nodes, nodes[1:]):
+        for before, node in zip(nodes, nodes[1:], strict=False):
             if _paragraph(before) == _paragraph(node):
                 self.previous[node.node_id], self.next[before.node_id] = before.node_id, node.node_id
         for node in nodes:
@@ -229,7 +250,9 @@ class Featurizer:
         if kind not in ("number", "time"):
             return np.ones(len(candidates), dtype=bool)
         q_words = set(words(question))
-        return np.asarray([kind in new_kinds(self.answer_tokens[c.node.node_id], q_words) for c in candidates], dtype=bool)
+        return np.asarray(
+            [kind in new_kinds(self.answer_tokens[c.node.node_id], q_words) for c in candidates], dtype=bool
+        )
 
     def candidates(self, question: str, candidates: Sequence[Candidate], context: str = "") -> np.ndarray:
         """One row of `CANDIDATE_FEATURES` per candidate. With `context` (a follow-up), similarity
@@ -254,17 +277,27 @@ class Featurizer:
         for c in candidates:
             node_id = c.node.node_id
             terms = self.terms[node_id]
-            before, after = self.terms.get(self.previous.get(node_id, ""), set()), self.terms.get(self.next.get(node_id, ""), set())
-            cosine = c.similarities[0] if not c_terms else (1 - self.context_weight) * c.similarities[0] + self.context_weight * c.similarities[-1]
+            before, after = (
+                self.terms.get(self.previous.get(node_id, ""), set()),
+                self.terms.get(self.next.get(node_id, ""), set()),
+            )
+            cosine = (
+                c.similarities[0]
+                if not c_terms
+                else (1 - self.context_weight) * c.similarities[0] + self.context_weight * c.similarities[-1]
+            )
             new = new_kinds(self.answer_tokens[node_id], q_words)
             window = coverage(terms | before | after)
             own = coverage(terms)
             missing = [weight(t) for t in q_terms if t not in (terms | before | after)]
             rows.append([
-                cosine, 0.0, 1 / c.dense_rank if c.dense_rank else 0.0, c.bm25, 1 / c.bm25_rank if c.bm25_rank else 0.0, c.fused,
-                own, 0.0, window, window - own, coverage(before), coverage(after), coverage(self.paragraph_terms[_paragraph(c.node)]),
-                math.log1p(len(q_terms & terms)), len(terms - q_terms) / max(len(terms), 1), math.log1p(self.length[node_id]),
-                float(node_id not in self.previous), float(bool(PRONOUN_OPENING.match(c.node.text))), max(missing, default=0.0) / top_idf,
+                cosine, 0.0, 1 / c.dense_rank if c.dense_rank else 0.0,
+                c.bm25, 1 / c.bm25_rank if c.bm25_rank else 0.0, c.fused,
+                own, 0.0, window, window - own,
+                coverage(before), coverage(after), coverage(self.paragraph_terms[_paragraph(c.node)]),
+                math.log1p(len(q_terms & terms)), len(terms - q_terms) / max(len(terms), 1),
+                math.log1p(self.length[node_id]), float(node_id not in self.previous),
+                float(bool(PRONOUN_OPENING.match(c.node.text))), max(missing, default=0.0) / top_idf,
                 len(q_bigrams & self.bigrams[node_id]) / len(q_bigrams) if q_bigrams else 0.0,
                 len(q_names & terms) / len(q_names) if q_names else 0.0,
                 float(bool(counted & (terms | before))), float(bool(counted) and not counted & (terms | before)),
@@ -280,7 +313,9 @@ class Featurizer:
                 x[:, column] = x[:, column] / x[:, column].max() if x[:, column].max() > 0 else 0.0
         return x
 
-    def question(self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    def question(
+        self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray, allowed: np.ndarray
+    ) -> np.ndarray:
         """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`;
         the top is the best `allowed` candidate, its probability taken over all of them."""
         q_terms = set(content_terms(question))
@@ -291,7 +326,28 @@ class Featurizer:
         names_unknown = sum(n not in self.weights for n in names) / len(names) if names else 0.0
         if not allowed.any():
             return np.asarray(
-                [0, 0, -10, 0, 0, 0, 0, 0, 1, unknown, math.log1p(len(q_terms)), float(kind is not None), 0, names_unknown, 1, 1, 1, 1, 1, 0],
+                [
+                    0,
+                    0,
+                    -10,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    unknown,
+                    math.log1p(len(q_terms)),
+                    float(kind is not None),
+                    0,
+                    names_unknown,
+                    1,
+                    1,
+                    1,
+                    1,
+                    1,
+                    0,
+                ],
                 dtype="float64",
             )
         probabilities = softmax(scores)
@@ -303,14 +359,22 @@ class Featurizer:
         names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
         numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
         best_id = candidates[best].node.node_id
-        window = self.terms[best_id] | self.terms.get(self.previous.get(best_id, ""), set()) | self.terms.get(self.next.get(best_id, ""), set())
+        window = (
+            self.terms[best_id]
+            | self.terms.get(self.previous.get(best_id, ""), set())
+            | self.terms.get(self.next.get(best_id, ""), set())
+        )
         known = [t for t in q_terms if t in self.weights]
         top_idf = max((self.weights.idf(t) for t in q_terms), default=1.0)
         known_missing_window = max((self.weights.idf(t) for t in known if t not in window), default=0.0) / top_idf
-        known_missing_paragraph = sum(self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]) / total_idf
+        known_missing_paragraph = (
+            sum(self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]) / total_idf
+        )
         return np.asarray([
-            probabilities[best], probabilities[best] - second, scores[best], top[COLUMN["cosine"]], x[:, COLUMN["cosine"]].max(),
-            top[COLUMN["coverage"]], top[COLUMN["coverage_window"]], top[COLUMN["coverage_paragraph"]], top[COLUMN["missing_top_idf"]],
+            probabilities[best], probabilities[best] - second, scores[best],
+            top[COLUMN["cosine"]], x[:, COLUMN["cosine"]].max(),
+            top[COLUMN["coverage"]], top[COLUMN["coverage_window"]], top[COLUMN["coverage_paragraph"]],
+            top[COLUMN["missing_top_idf"]],
             unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
             names_unknown, names_missing, numbers_missing, top[COLUMN["counted_absent"]],
             known_missing_window, known_missing_paragraph, self.near_miss(q_terms, paragraph),
@@ -340,7 +404,7 @@ def question_names(question: str) -> set[str]:
 
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:
-    return set(zip(terms, terms[1:]))
+    return set(zip(terms, terms[1:], strict=False))
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

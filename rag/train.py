@@ -73,11 +73,15 @@ class Example:
     gold: np.ndarray  # per candidate: holds a gold answer span (what the ranker learns)
     correct: np.ndarray  # per candidate: contains a gold answer's text (what `rag eval` counts)
     allowed: np.ndarray  # per candidate: may be quoted (offers the kind of answer asked for)
-    synthetic: str = ""  # "foreign": another article's question (unanswerable here); "reworded", "swapped": see those functions
+    synthetic: str = (
+        ""  # "foreign": another article's question (unanswerable here); "reworded", "swapped": see those functions
+    )
     candidates: list[Candidate] = field(default_factory=list)
 
 
-def collect(config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]) -> tuple[list[Example], dict[str, Featurizer]]:
+def collect(
+    config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]
+) -> tuple[list[Example], dict[str, Featurizer]]:
     """Retrieve every question of `articles` with the real engine and compute candidate features."""
     from rag.engine import open_retrieval
 
@@ -88,8 +92,15 @@ def collect(config: Config, articles: list[SquadArticle], folder: Path, progress
         rng = random.Random(f"{SEED}:{article.title}")
         foreign = [q.question for other in articles if other is not article for q in other.questions]
         asked = [(q, q.question, article.spans[q.item_id], "") for q in article.questions]
-        asked += [(Question(f"foreign{i}", 0, text), text, (), "foreign") for i, text in enumerate(rng.sample(foreign, min(FOREIGN_QUESTIONS, len(foreign))))]
-        asked += [(q, reworded(q.question, featurizer, rng), spans, "reworded") for q, _, spans, _ in asked if q.answerable and rng.random() < REWORDED_SHARE]
+        asked += [
+            (Question(f"foreign{i}", 0, text), text, (), "foreign")
+            for i, text in enumerate(rng.sample(foreign, min(FOREIGN_QUESTIONS, len(foreign))))
+        ]
+        asked += [
+            (q, reworded(q.question, featurizer, rng), spans, "reworded")
+            for q, _, spans, _ in asked
+            if q.answerable and rng.random() < REWORDED_SHARE
+        ]
         vocabulary = DocumentWords(stored.nodes)
         for q in article.questions:
             if q.answerable and rng.random() < SWAPPED_SHARE:
@@ -98,12 +109,29 @@ def collect(config: Config, articles: list[SquadArticle], folder: Path, progress
                     asked.append((Question(f"swapped-{q.item_id}", 0, text), text, (), "swapped"))
         for q, wording, spans, synthetic in asked:
             candidates = retriever.retrieve([q.question], [wording])
-            gold = [any(c.node.metadata["start"] <= s and e <= c.node.metadata["end"] for s, e in spans) for c in candidates]
+            gold = [
+                any(c.node.metadata["start"] <= s and e <= c.node.metadata["end"] for s, e in spans) for c in candidates
+            ]
             correct = [any(a.lower() in c.node.text.lower() for a in q.answers) for c in candidates]
             x = featurizer.candidates(wording, candidates)
             allowed = featurizer.offers_kind(wording, candidates)
-            examples.append(Example(article.title, wording, q.answerable, x, np.asarray(gold, dtype=bool), np.asarray(correct, dtype=bool), allowed, synthetic, candidates))
-        progress(f"  {article.title}: {len(article.questions)} questions, {FOREIGN_QUESTIONS} from other articles, some reworded")
+            examples.append(
+                Example(
+                    article.title,
+                    wording,
+                    q.answerable,
+                    x,
+                    np.asarray(gold, dtype=bool),
+                    np.asarray(correct, dtype=bool),
+                    allowed,
+                    synthetic,
+                    candidates,
+                )
+            )
+        progress(
+            f"  {article.title}: {len(article.questions)} questions, {FOREIGN_QUESTIONS} from other articles,"
+            " some reworded or with a detail swapped"
+        )
     return examples, featurizers
 
 
@@ -116,7 +144,12 @@ def reworded(question: str, featurizer: Featurizer, rng: random.Random) -> str:
 
     def swap(match: re.Match[str]) -> str:
         word = match.group(0)
-        if word[:1].isupper() or word.lower() in FUNCTION_WORDS or stem(word.lower()) not in featurizer.weights or rng.random() >= REWORD_PROBABILITY:
+        if (
+            word[:1].isupper()
+            or word.lower() in FUNCTION_WORDS
+            or stem(word.lower()) not in featurizer.weights
+            or rng.random() >= REWORD_PROBABILITY
+        ):
             return word
         return "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(7))
 
@@ -130,12 +163,17 @@ class DocumentWords:
         self.nodes = nodes
         self.names = sorted({w for n in nodes for w in NAME.findall(n.text) if len(w) > 1})
         self.numbers = sorted({w for n in nodes for w in NUMBER.findall(n.text)})
-        self.common = sorted({w for n in nodes for w in WORD.findall(n.text) if w.islower() and w not in FUNCTION_WORDS and len(w) > 3})
+        self.common = sorted(
+            {w for n in nodes for w in WORD.findall(n.text) if w.islower() and w not in FUNCTION_WORDS and len(w) > 3}
+        )
 
     def gold_paragraph(self, spans: tuple[tuple[int, int], ...]) -> str:
         """The text of the paragraph(s) holding the gold answer `spans`."""
         paragraphs = {
-            (n.metadata["source"], n.metadata["paragraph"]) for n in self.nodes for s, e in spans if n.metadata["start"] <= s < n.metadata["end"]
+            (n.metadata["source"], n.metadata["paragraph"])
+            for n in self.nodes
+            for s, e in spans
+            if n.metadata["start"] <= s < n.metadata["end"]
         }
         return " ".join(n.text for n in self.nodes if (n.metadata["source"], n.metadata["paragraph"]) in paragraphs)
 
@@ -148,7 +186,9 @@ def swapped(question: str, paragraph: str, vocabulary: DocumentWords, rng: rando
     paragraph_terms = set(content_terms(paragraph))
     paragraph_numbers = set(NUMBER.findall(paragraph))
     shared = [
-        m for m in WORD.finditer(question) if m.group(0).lower() not in FUNCTION_WORDS and stem(words(m.group(0))[0]) in paragraph_terms
+        m
+        for m in WORD.finditer(question)
+        if m.group(0).lower() not in FUNCTION_WORDS and stem(words(m.group(0))[0]) in paragraph_terms
     ]
     if not shared:
         return None
@@ -211,14 +251,21 @@ def fit_confidence(x: np.ndarray, y: np.ndarray) -> Perceptron:
         nll = -np.mean(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12))
         g = (p - y) / n
         g_hidden = np.outer(g, w2) * (1 - hidden**2)
-        grad = np.r_[(z.T @ g_hidden + CONFIDENCE_L2 * w1 / n).ravel(), g_hidden.sum(axis=0), hidden.T @ g + CONFIDENCE_L2 * w2 / n, g.sum()]
+        grad = np.r_[
+            (z.T @ g_hidden + CONFIDENCE_L2 * w1 / n).ravel(),
+            g_hidden.sum(axis=0),
+            hidden.T @ g + CONFIDENCE_L2 * w2 / n,
+            g.sum(),
+        ]
         return nll + 0.5 * CONFIDENCE_L2 * ((w1**2).sum() + (w2**2).sum()) / n, grad
 
     w1, b1, w2, b2 = unpack(minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 500}).x)
     return Perceptron(mean, scale, w1, b1, w2, b2)
 
 
-def question_rows(ranker: Linear, examples: list[Example], featurizers: dict[str, Featurizer]) -> tuple[np.ndarray, np.ndarray]:
+def question_rows(
+    ranker: Linear, examples: list[Example], featurizers: dict[str, Featurizer]
+) -> tuple[np.ndarray, np.ndarray]:
     """Question features under `ranker`, and whether its top candidate holds a gold answer."""
     rows, labels = [], []
     for e in examples:
@@ -228,7 +275,9 @@ def question_rows(ranker: Linear, examples: list[Example], featurizers: dict[str
     return np.vstack(rows), np.asarray(labels)
 
 
-def out_of_fold(examples: list[Example], featurizers: dict[str, Featurizer]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def out_of_fold(
+    examples: list[Example], featurizers: dict[str, Featurizer]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Question features, labels and article of every example, each ranked by a ranker fitted
     without its article (so the features look like those of an unseen document)."""
     xs, ys, groups = [], [], []
@@ -248,7 +297,9 @@ def choose_threshold(confidence: np.ndarray, answerable: np.ndarray, max_false_a
     return float(scores[int(np.floor(max_false_abstention * len(scores)))])
 
 
-def train(config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]) -> tuple[RankerModel, dict[str, float]]:
+def train(
+    config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]
+) -> tuple[RankerModel, dict[str, float]]:
     """Fit on the `FIT_ARTICLES` among `articles`; the model and figures from the fit articles."""
     started = time.perf_counter()
     fit = [a for a in articles if a.title in FIT_ARTICLES]
@@ -280,11 +331,17 @@ def train(config: Config, articles: list[SquadArticle], folder: Path, progress: 
         "out_of_fold_top1": float(y[answerable & real].mean()),
         "out_of_fold_accuracy": float((y.astype(bool) & ~abstained)[answerable & real].mean()),
         "out_of_fold_false_abstention": float(abstained[answerable & real].mean()),
-        "out_of_fold_abstention_recall": float(abstained[real_unanswerable].mean()) if real_unanswerable.any() else float("nan"),
-        "out_of_fold_foreign_abstention": float(abstained[np.asarray([e.synthetic == "foreign" for e in examples])].mean()),
+        "out_of_fold_abstention_recall": float(abstained[real_unanswerable].mean())
+        if real_unanswerable.any()
+        else float("nan"),
+        "out_of_fold_foreign_abstention": float(
+            abstained[np.asarray([e.synthetic == "foreign" for e in examples])].mean()
+        ),
         "out_of_fold_reworded_top1": float(y[reworded_questions].mean()),
         "out_of_fold_reworded_false_abstention": float(abstained[reworded_questions].mean()),
-        "out_of_fold_swapped_abstention": float(abstained[swapped_questions].mean()) if swapped_questions.any() else float("nan"),
+        "out_of_fold_swapped_abstention": float(abstained[swapped_questions].mean())
+        if swapped_questions.any()
+        else float("nan"),
         "seconds": time.perf_counter() - started,
     }
     training = {
@@ -302,4 +359,3 @@ def train(config: Config, articles: list[SquadArticle], folder: Path, progress: 
         "figures": {k: round(v, 4) for k, v in figures.items()},
     }
     return RankerModel(ranker, confidence, threshold, training), figures
-

@@ -114,7 +114,7 @@ def test_a_changed_detail_is_seen_in_the_question_features(engine):
         x = features.candidates(question, candidates)
         scores = engine.answerer.model.ranker(x)
         row = features.question(question, candidates, x, scores, features.offers_kind(question, candidates))
-        return dict(zip(QUESTION_FEATURES, row))
+        return dict(zip(QUESTION_FEATURES, row, strict=True))
 
     real = question_features("Who revoked the visa of Fatou Bensouda?")
     misspelt = question_features("Who revoked the visa of Fatou Bensoudda?")
