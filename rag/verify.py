@@ -211,7 +211,10 @@ class Verifier:
         return self._word_vector(" ".join(old)) @ self._word_vector(" ".join(new)) >= self.min_synonym
 
     def _word_vector(self, text: str) -> np.ndarray:
+        """The embedding of a few words, cached (the cache is emptied when it grows large)."""
         if text not in self._words:
+            if len(self._words) >= 4096:
+                self._words.clear()
             self._words[text] = self.embed(text)
         return self._words[text]
 
