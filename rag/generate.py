@@ -206,15 +206,13 @@ class ReplyChecker:
 
     def check(self, question: str, sentence: str, evidence: list[Evidence]) -> Verdict:
         """The verdict on one generated sentence, given the evidence for each passage number."""
-        cited = [
-            evidence[int(n) - 1] for n in dict.fromkeys(CITATION.findall(sentence)) if 1 <= int(n) <= len(evidence)
-        ]
+        numbers = [int(n) for n in dict.fromkeys(CITATION.findall(sentence)) if 1 <= int(n) <= len(evidence)]
         claim = normalise(CITATION.sub("", sentence))
-        if not cited:
+        if not numbers:
             return Verdict(False, "no valid citation")
-        if evidence[0] not in cited and not self.on_topic(question, claim):
+        if 1 not in numbers and not self.on_topic(question, claim):
             return Verdict(False, "not about the question")
-        return self.verifier.check(claim, cited)
+        return self.verifier.check(claim, [evidence[n - 1] for n in numbers])
 
     def on_topic(self, question: str, claim: str) -> bool:
         """Whether the claim shares a content word with the question or is close to it in meaning.

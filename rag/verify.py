@@ -116,7 +116,7 @@ ALIASES = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evidence:
     """A cited passage, its stored embedding and the text just before it (nearest first)."""
 
@@ -212,11 +212,12 @@ class Verifier:
 
     def _word_vector(self, text: str) -> np.ndarray:
         """The embedding of a few words, cached (the cache is emptied when it grows large)."""
-        if text not in self._words:
+        vector = self._words.get(text)
+        if vector is None:
             if len(self._words) >= 4096:
                 self._words.clear()
-            self._words[text] = self.embed(text)
-        return self._words[text]
+            vector = self._words[text] = self.embed(text)
+        return vector
 
 
 def _undot(text: str) -> str:
