@@ -228,6 +228,16 @@ def test_failures_are_logged_once_without_the_api_key(config, llm_server, monkey
     assert "sk-very-secret-key" not in caplog.text
 
 
+@pytest.mark.parametrize("reply", [("status", 500), ("status", 404), ("malformed",), ("slow", 8, "too late [1].")])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_failing_server_is_logged_as_one_warning(engine_with_llm, llm_server, caplog, reply, streamed):
+    llm_server.reply = reply
+    answer = engine_with_llm.ask(VISA, on_draft=(lambda text: None) if streamed else None)
+    assert answer.mode == "extractive" and answer.text.startswith("Last year")
+    records = [r for r in caplog.records if r.name == "rag.generate"]
+    assert [r.levelname for r in records] == ["WARNING"] and records[0].exc_info is None
+
+
 def test_sentences_keep_citations_written_after_the_full_stop():
     from rag.generate import split_sentences
 
