@@ -248,7 +248,8 @@ def is_name(word: str) -> bool:
 
 def claim_names(claim: str) -> list[tuple[int, str]]:
     """(position, word) of the claim's capitalised words. A sentence's first word counts only when
-    it is possessive or followed by another capitalised word; an all-capitals claim has none."""
+    it is an acronym, possessive, joined by a hyphen ("Kenyan-born") or followed by another
+    capitalised word (and is no mere opener such as "Since"); an all-capitals claim has none."""
     raw = WORD.findall(claim)
     cased = _cased(claim)
     letters = [w for w in cased if w[:1].isalpha()]
@@ -256,12 +257,17 @@ def claim_names(claim: str) -> list[tuple[int, str]]:
         return []
     names = []
     for i, word in enumerate(cased):
-        if not is_name(word):
-            continue
-        if i == 0 and (word.lower() in OPENERS or not (raw[0] != word or (len(cased) > 1 and is_name(cased[1])))):
-            continue
-        names.append((i, word))
+        if is_name(word) and (i > 0 or _first_word_is_name(claim, raw, cased)):
+            names.append((i, word))
     return names
+
+
+def _first_word_is_name(claim: str, raw: list[str], cased: list[str]) -> bool:
+    first = cased[0]
+    if first.lower() in OPENERS:
+        return False
+    hyphened = re.match(rf"\W*{re.escape(raw[0])}-", claim) is not None
+    return (first.isupper() and len(first) > 1) or raw[0] != first or hyphened or (len(cased) > 1 and is_name(cased[1]))
 
 
 def _acronyms(text: str) -> set[str]:
