@@ -93,7 +93,7 @@ INSTRUCTION = re.compile(
     re.I,
 )
 PRONOUN_OPENING = re.compile(r"^\W*(?:he|she|they|it|this|these|those|his|her|their|its)\b", re.I)
-DOTTED_ACRONYM = re.compile(r"\b(?:[A-Z]\.){2,}")
+DOTTED_ACRONYM = re.compile(r"\b[A-Z](?:\.[A-Z])+\b\.?")  # "U.S.", and "U.S" once a citation moved its stop
 TOKEN = re.compile(rf"{WORD.pattern}|[,;:.!?()]")
 # Countries whose demonym is not a prefix variant of the name (Kenya/Kenyan is handled by rule).
 ALIASES = [

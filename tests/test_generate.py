@@ -318,6 +318,7 @@ def test_names_numbers_and_dates_must_be_in_the_passages():
     assert unsupported_names("Then Trump revoked it", ["Last year, the administration revoked it."], before) == [
         "Trump"
     ]
+    assert unsupported_names("It topped the U.S", ["It topped the U.S. charts."], []) == []  # "U.S. [1]" -> "U.S [1]."
     assert unsupported_numbers("Trump pardoned 2 soldiers in the 1990s", "He pardoned two soldiers in the 1990s.") == []
     assert unsupported_numbers("Three soldiers in the 1980s", "He pardoned two soldiers in the 1990s.") == ["1980", "3"]
     assert unsupported_times("It happened last year", "It happened this year.") == ["last year"]
