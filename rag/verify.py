@@ -20,9 +20,19 @@ A sentence is kept only if every check passes, in this order (the first failure 
 5. *substitution*: the sentence does not copy a stretch of a passage with one to three words
    swapped for words the passages do not contain ("the administration *restored* the American
    visa"), unless the words are near-synonyms for the embedding model;
-6. *content*: the IDF-weighted share of its content words found in the cited passages, and its
-   embedding similarity to them, reach the thresholds fitted on the DW part of
+6. *content*: every content word is found in the cited passages (by the rules above), or, when
+   some are not, the IDF-weighted share found and the embedding similarity between the clauses
+   holding the new words and the passages reach the thresholds fitted on the DW part of
    ``eval/verification.jsonl`` (``python -m rag.verify eval/verification.jsonl --fit dw``).
+
+(The generative answerer also drops a sentence that cites no valid passage, and one that is not
+about the question unless it cites the passage the ranker put first: `rag.generate.ReplyChecker`.)
+
+Why names may come from the text before the passage: the model sees a passage that says "the
+administration" and, two sentences earlier, "the Trump administration"; "It was the Trump
+administration [1]" is then what the document says. A name elsewhere in the document, or not
+attached to a word of the passage, is not accepted ("The Obama administration" is dropped, and
+so is "Pompeo signed the order" when the cited passage says Trump did).
 
 Deliberate simplifications: no parser and no inference model, so who-did-what-to-whom swaps
 that reuse the passage's words ("the US accused the ICC"), and quantifier changes without a
