@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.config import AnswerConfig
 from rag.ingest import display_path
-from rag.lexical import normalise
+from rag.lexical import TermWeights, normalise
 from rag.rank import PRONOUN_OPENING, Featurizer, RankerModel, sigmoid, softmax
 
 if TYPE_CHECKING:
@@ -74,6 +74,15 @@ class Scored:
     score: float
 
 
+@dataclass
+class Ranked:
+    """One question ranked once: the extractive answer and the passages it ranked first."""
+
+    answer: Answer  # the extractive answer, or its abstention
+    passages: list[Scored]  # the top_k passages by the ranker's probability, best first
+    citations: list[Citation]  # those passages as citations numbered 1..top_k
+
+
 class Answerer(Protocol):
     """What every answerer offers the engine."""
 
@@ -97,13 +106,24 @@ class ExtractiveAnswerer:
         self.features = Featurizer(nodes, config.context_weight)
         self.terms = self.features.terms
         self.nodes = {node.node_id: node for node in nodes}
+        self.order = {node.node_id: i for i, node in enumerate(nodes)}
+        self.sequence = list(nodes)
         self.threshold = model.threshold if config.min_confidence is None else config.min_confidence
         self.abstain_message = config.abstain_message.replace("{document}", document)
 
     def answer(self, question: str, candidates: list[Candidate], context: str = "", on_draft: Callable[[str], None] | None = None) -> Answer:
         """Answer `question` from retrieval `candidates`; `context` is the conversation so far.
         (`on_draft` is the generative answerer's; a quote has no drafts.)"""
+        return self.answer_and_passages(question, candidates, context).answer
+
+    def answer_and_passages(self, question: str, candidates: list[Candidate], context: str = "") -> Ranked:
+        """The answer and the top passages it was chosen from, from one ranking of the candidates."""
         ranked, confidence = self.ranked(question, candidates, context)
+        top = ranked[: self.top_k]
+        return Ranked(self._answer(question, ranked, confidence), top, self.citations(top))
+
+    def _answer(self, question: str, ranked: list[Scored], confidence: float) -> Answer:
+        """The quote resting on the first passage, or the abstention when confidence is low."""
         if not ranked or confidence < self.threshold:
             closest = ranked[:1] + [s for s in ranked[1:2] if s.score >= self.config.citation_min_score]
             return Answer(question, self.abstain_message, True, self.citations(closest), confidence=confidence)
@@ -133,6 +153,24 @@ class ExtractiveAnswerer:
         probabilities = softmax(scores) if len(candidates) else scores
         ranked = sorted((Scored(c.node, float(p)) for c, p, ok in zip(candidates, probabilities, allowed) if ok), key=lambda s: s.score, reverse=True)
         return ranked, confidence
+
+    @property
+    def weights(self) -> TermWeights:
+        """Inverse document frequency of the indexed passages' terms."""
+        return self.features.weights
+
+    def preceding(self, node: TextNode) -> list[TextNode]:
+        """The passages before `node` in its paragraph and in the paragraph before, nearest first."""
+        result: list[TextNode] = []
+        paragraphs: set[int] = {node.metadata["paragraph"]}
+        for before in reversed(self.sequence[: self.order[node.node_id]]):
+            if before.metadata["source"] != node.metadata["source"]:
+                break
+            paragraphs.add(before.metadata["paragraph"])
+            if len(paragraphs) > 2:
+                break
+            result.append(before)
+        return result
 
     def _quoted(self, node: TextNode) -> list[TextNode]:
         """The passages an answer resting on `node` quotes: `node`, preceded by the sentence

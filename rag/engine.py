@@ -47,9 +47,10 @@ class Engine:
         extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
         answerer: Answerer = extractive
         if config.llm.provider != "none":  # LLM libraries are imported only when configured
-            from rag.generate import GenerativeAnswerer, build_llm
+            from rag.generate import GenerativeAnswerer, build_llm, reply_checker
 
-            answerer = GenerativeAnswerer(extractive, build_llm(config.llm), retriever.embed_model, config.llm)
+            checker = reply_checker(extractive, retriever)
+            answerer = GenerativeAnswerer(extractive, build_llm(config.llm), checker, config.llm)
         return cls(config, documents, stored, retriever, answerer, extractive.features.weights, name, extractive.threshold)
 
     def new_session(self) -> ChatSession:
