@@ -86,6 +86,10 @@ def main() -> int:
     try:
         config = load_config()
         load_documents(config)  # a missing or unreadable document fails before any network traffic
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
         build_application(config, token).run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
     except InvalidToken:
         print("error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN", file=sys.stderr)
