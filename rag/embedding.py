@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.config import PACKAGED_MODEL, EmbeddingConfig
+from rag.config import PACKAGED_MODEL, EmbeddingConfig, default_onnx_dir
 from rag.errors import ModelError
 
 if TYPE_CHECKING:
@@ -59,10 +59,23 @@ def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         return _load_onnx(config, location, local, progress) if config.backend == "onnx" else _load_torch(config, location)
-    except ModelError:
-        raise
-    except Exception as exc:  # sentence-transformers, transformers and onnxruntime raise many types
+    except load_errors() as exc:  # evaluated only when loading failed
         raise ModelError(f"cannot load embedding model {config.model!r}: {exc}") from None
+
+
+def load_errors() -> tuple[type[Exception], ...]:
+    """What the libraries raise for a missing, truncated or corrupt model folder or ONNX export.
+
+    Found by damaging each file of the packaged model and of its export: transformers raises
+    OSError (missing weights, a config that is not JSON) or ValueError (no model type, no
+    tokenizer), the JSON readers JSONDecodeError or UnicodeDecodeError (ValueErrors), safetensors
+    SafetensorError, ONNX Runtime its own NoSuchFile, InvalidProtobuf and InvalidArgument (and
+    InvalidGraph for a graph it cannot use). Anything else is a bug or an incompatible library
+    version and keeps its traceback."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile
+    from safetensors import SafetensorError
+
+    return OSError, ValueError, SafetensorError, NoSuchFile, InvalidProtobuf, InvalidArgument, InvalidGraph
 
 
 def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Callable[[str], None]) -> BaseEmbedding:
@@ -76,7 +89,7 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
     from importlib.metadata import version
 
     key = f"{model_id(config)} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
-    target = config.onnx_dir / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
+    target = (config.onnx_dir or default_onnx_dir()) / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
     if not target.exists():
         progress(f"Exporting the embedding model to ONNX in {target} (once)...")
     return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)

@@ -89,7 +89,7 @@ class OnnxEmbedding(BaseEmbedding):
         options.log_severity_level = 3
         self._session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         settings = json.loads((folder / SETTINGS_FILE).read_text())
-        self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self._tokenizer = Tokenizer.from_str(_read_json_text(folder / TOKENIZER_FILE))
         self._tokenizer.enable_truncation(settings["max_length"])
         self._tokenizer.no_padding()  # `_run` pads each batch itself
         self._model_batch = model_batch
@@ -131,3 +131,11 @@ class OnnxEmbedding(BaseEmbedding):
             for i, vector in zip(chunk, self._run([encodings[i] for i in chunk])):
                 vectors[i] = vector.tolist()
         return vectors
+
+
+def _read_json_text(path: Path) -> str:
+    """The text of a JSON file, checked to parse: a missing, truncated or garbled file raises
+    OSError or ValueError here (`tokenizers` itself raises a bare Exception for all of these)."""
+    text = path.read_text(encoding="utf-8")
+    json.loads(text)
+    return text
