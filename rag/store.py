@@ -153,7 +153,8 @@ def _progress_bar(total: int):
 
 def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other."""
-    from llama_index.core import StorageContext, load_index_from_storage
+    from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
+    from llama_index.core.schema import TextNode
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from llama_index.core.storage.index_store import SimpleIndexStore
     from llama_index.vector_stores.faiss import FaissVectorStore
@@ -161,12 +162,17 @@ def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     manifest = read_manifest(index_dir)
     if manifest is None:
         raise _corrupt(index_dir / MANIFEST, "is missing")
-    vector_store = _read(index_dir / VECTORS, FaissVectorStore.from_persist_path)
-    docstore = _read(index_dir / DOCSTORE, SimpleDocumentStore.from_persist_path)
-    index_store = _read(index_dir / INDEX_STORE, SimpleIndexStore.from_persist_path)
+    vector_store = FaissVectorStore(faiss_index=_read_faiss(index_dir / VECTORS))
+    docstore = SimpleDocumentStore.from_dict(_read_store(index_dir / DOCSTORE))
+    index_store = SimpleIndexStore.from_dict(_read_store(index_dir / INDEX_STORE))
     storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
-    index = _read(index_dir / INDEX_STORE, lambda _: load_index_from_storage(storage, embed_model=embed_model))
-    nodes = sorted(docstore.docs.values(), key=_document_order)
+    try:
+        index = load_index_from_storage(storage, embed_model=embed_model)
+    except ValueError as exc:  # llama-index: no index, or several, in the index store
+        raise _corrupt(index_dir / INDEX_STORE, f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(index, VectorStoreIndex):
+        raise _corrupt(index_dir / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index")
+    nodes = sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
@@ -205,13 +211,35 @@ def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any])
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _read(path: Path, reader: Callable[[str], Any]) -> Any:
+def _read_faiss(path: Path) -> Any:
+    """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
+    import faiss
+
     if not path.exists():
         raise _corrupt(path, "is missing")
     try:
-        return reader(str(path))
-    except Exception as exc:  # faiss raises RuntimeError, JSON readers ValueError/KeyError/TypeError
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
         raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+    if index is None:  # the file holds faiss's "null" marker instead of an index
+        raise _corrupt(path, "holds no index")
+    return index
+
+
+def _read_store(path: Path) -> dict[str, Any]:
+    """A llama-index key-value store file (docstore or index store): collection name -> {key: value}.
+
+    A file that is missing, unreadable, not UTF-8 JSON (truncated, garbled) or JSON of another
+    shape is reported as corrupt; llama-index then builds the store from the checked data."""
+    if not path.exists():
+        raise _corrupt(path, "is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not all(isinstance(collection, dict) for collection in data.values()):
+        raise _corrupt(path, "is not a llama-index store")
+    return data
 
 
 def _corrupt(path: Path, problem: str) -> IndexCorruptError:

@@ -124,3 +124,37 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
     assert sum("Building the index" in err for _, err in results) == 1  # the other waited and loaded it
     assert all("revoked the American visa" in out for out, _ in results)
     assert not list(index_dir.glob(".build-*"))  # no half-built leftovers
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (VECTORS, b"null", "holds no index"),  # faiss reads its "null" marker as no index at all
+        (DOCSTORE, b"[]", "is not a llama-index store"),
+        (INDEX_STORE, b'{"index_store/data": 5}', "is not a llama-index store"),
+    ],
+)
+def test_index_files_holding_something_else_are_reported_as_corrupt(copied, name, content, problem):
+    path = copied.index_dir / name
+    path.write_bytes(content)
+    with pytest.raises(IndexCorruptError, match=problem) as error:
+        Engine.open(copied)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("faiss.read_index", AttributeError),  # e.g. faiss renamed or changed its reader
+        ("llama_index.core.storage.index_store.keyval_index_store.KVIndexStore.index_structs", TypeError),
+    ],
+)
+def test_a_bug_or_library_change_while_loading_is_not_reported_as_a_corrupt_index(copied, monkeypatch, target, error):
+    """Only a file that cannot be read back means "rebuild"; anything else keeps its traceback."""
+
+    def broken(*args, **kwargs):
+        raise error("simulated incompatible library")
+
+    monkeypatch.setattr(target, broken)
+    with pytest.raises(error, match="simulated incompatible library"):
+        Engine.open(copied)
