@@ -74,9 +74,20 @@ def _curve_plot(result: EvalResult) -> Figure:
     threshold = result.threshold
     if threshold is not None:
         at = min(points, key=lambda p: abs(p[0] - threshold))
-        axes.plot([at[1]], [at[2]], "o", color="crimson", label=f"threshold {threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall")
+        axes.plot(
+            [at[1]],
+            [at[2]],
+            "o",
+            color="crimson",
+            label=f"threshold {threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall",
+        )
     axes.axvline(0.10, linestyle=":", color="grey", label="10 % false abstention")
-    axes.set(xlabel="false abstention (answerable questions abstained)", ylabel="abstention recall (unanswerable abstained)", xlim=(0, 1), ylim=(0, 1))
+    axes.set(
+        xlabel="false abstention (answerable questions abstained)",
+        ylabel="abstention recall (unanswerable abstained)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     axes.legend(loc="lower right")
     return figure
 

@@ -89,7 +89,9 @@ def open_index(
         manifest = None if rebuild else read_manifest(config.index_dir)
         if manifest is not None and _same_build(manifest, expected):
             return load_index(config.index_dir, embed_model)  # built by another process meanwhile
-        reason = "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+        reason = (
+            "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+        )
         progress(f"Building the index in {config.index_dir} ({reason})...")
         stored = build_index(config, documents, embed_model, expected)
     progress(f"Indexed {len(stored.nodes)} passages from {len(documents)} document(s).")
@@ -110,14 +112,18 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def build_index(config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]) -> StoredIndex:
+def build_index(
+    config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]
+) -> StoredIndex:
     """Chunk, embed (batch by batch, with a progress bar) and persist; files are written to a
     temporary folder and moved into place."""
     import faiss
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    nodes = sorted((n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order)
+    nodes = sorted(
+        (n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order
+    )
     dimension = len(embed_model.get_text_embedding("dimension probe"))
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
@@ -128,7 +134,13 @@ def build_index(config: Config, documents: list[SourceDocument], embed_model: Ba
             index.insert_nodes(batch)
             bar.update(len(batch))
     kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
-    manifest = {**manifest, "node_count": len(nodes), "dimension": dimension, "faiss_index": kind, "libraries": _library_versions()}
+    manifest = {
+        **manifest,
+        "node_count": len(nodes),
+        "dimension": dimension,
+        "faiss_index": kind,
+        "libraries": _library_versions(),
+    }
     _persist(config.index_dir, index, manifest)
     return StoredIndex(index, nodes, manifest)
 
@@ -148,7 +160,9 @@ def _progress_bar(total: int):
     """A progress bar on stderr for builds big enough to wait for."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr)
+    return tqdm(
+        total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr
+    )
 
 
 def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
@@ -243,7 +257,9 @@ def _read_store(path: Path) -> dict[str, Any]:
 
 
 def _corrupt(path: Path, problem: str) -> IndexCorruptError:
-    return IndexCorruptError(f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`")
+    return IndexCorruptError(
+        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`"
+    )
 
 
 def _library_versions() -> dict[str, str]:

@@ -32,13 +32,17 @@ def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
 
     default_log = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
-    return subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env)
+    return subprocess.run(
+        [sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env
+    )
 
 
 def test_a_missing_document_fails_before_any_network_traffic(tmp_path):
     config = tmp_path / "bot.yaml"
     config.write_text(f"documents: [{tmp_path / 'gone.txt'}]\n")
-    result = run_bot({"TELEGRAM_BOT_TOKEN": "1:x", "RAG_CONFIG": str(config), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"})
+    result = run_bot(
+        {"TELEGRAM_BOT_TOKEN": "1:x", "RAG_CONFIG": str(config), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: document not found: {tmp_path / 'gone.txt'}"
 
@@ -63,8 +67,24 @@ def test_faiss_library_probing_stays_out_of_the_default_log():
 
 
 def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
-    quoted = Citation(1, "Last year, the administration revoked the American visa of the court's chief prosecutor, Gambian-born Fatou Bensouda.", 1419, 1591, 9, 0.9, "/srv/docs/dw.txt")
-    other = Citation(2, "However, ICC judges approved her investigation request in March after initially rejecting it.", 1592, 1690, 9, 0.1, "/srv/docs/dw.txt")
+    quoted = Citation(
+        1,
+        "Last year, the administration revoked the American visa of the court's chief prosecutor, Gambian-born Fatou Bensouda.",
+        1419,
+        1591,
+        9,
+        0.9,
+        "/srv/docs/dw.txt",
+    )
+    other = Citation(
+        2,
+        "However, ICC judges approved her investigation request in March after initially rejecting it.",
+        1592,
+        1690,
+        9,
+        0.1,
+        "/srv/docs/dw.txt",
+    )
     answer = Answer("q", quoted.text, False, [quoted, other], parts=[(quoted.text, 1)])
     (message,) = sources_html(answer)
     assert "dw.txt, paragraph 9 – quoted in the answer" in message and "1419" not in message and "chars" not in message
@@ -77,5 +97,7 @@ def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
 def test_sources_after_an_abstention_list_the_closest_passages():
     closest = Citation(1, "The ICC called the sanctions unprecedented.", 0, 44, 4, 0.2, "dw.txt")
     (message,) = sources_html(Answer("q", "dw.txt doesn't say.", True, [closest]))
-    assert message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
+    assert (
+        message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
+    )
     assert sources_html(None) == ["No sources yet: ask a question first."]

@@ -19,7 +19,9 @@ def test_packaged_model_resolves_to_the_installed_package():
 
 def test_engine_model_gives_normalised_vectors_that_rank_sensibly(engine):
     model = engine.retriever.embed_model
-    visa, permit, weather = (np.array(model.get_query_embedding(t)) for t in ["visa revoked", "travel permission cancelled", "sunny weather"])
+    visa, permit, weather = (
+        np.array(model.get_query_embedding(t)) for t in ["visa revoked", "travel permission cancelled", "sunny weather"]
+    )
     assert visa.shape == (384,) and np.linalg.norm(visa) == pytest.approx(1.0, abs=1e-4)
     assert visa @ permit > visa @ weather
 

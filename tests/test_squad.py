@@ -17,13 +17,25 @@ TINY = {
                 {
                     "context": "The Pharos of Alexandria was built in the third century BC. It stood about 100 metres tall.",
                     "qas": [
-                        {"id": "a1", "question": "How tall was the Pharos?", "answers": [{"text": "about 100 metres", "answer_start": 69}], "is_impossible": False},
+                        {
+                            "id": "a1",
+                            "question": "How tall was the Pharos?",
+                            "answers": [{"text": "about 100 metres", "answer_start": 69}],
+                            "is_impossible": False,
+                        },
                         {"id": "a2", "question": "Who demolished the Pharos?", "answers": [], "is_impossible": True},
                     ],
                 },
                 {
                     "context": "Modern lighthouses use LED lamps.\n\nMany are automated and need no keeper.",
-                    "qas": [{"id": "a3", "question": "What lamps do modern lighthouses use?", "answers": [{"text": "LED lamps", "answer_start": 23}], "is_impossible": False}],
+                    "qas": [
+                        {
+                            "id": "a3",
+                            "question": "What lamps do modern lighthouses use?",
+                            "answers": [{"text": "LED lamps", "answer_start": 23}],
+                            "is_impossible": False,
+                        }
+                    ],
                 },
             ],
         },
@@ -32,7 +44,14 @@ TINY = {
             "paragraphs": [
                 {
                     "context": "Sourdough is leavened by wild yeast and lactic acid bacteria. A loaf bakes for about forty minutes.",
-                    "qas": [{"id": "b1", "question": "What leavens sourdough?", "answers": [{"text": "wild yeast", "answer_start": 25}], "is_impossible": False}],
+                    "qas": [
+                        {
+                            "id": "b1",
+                            "question": "What leavens sourdough?",
+                            "answers": [{"text": "wild yeast", "answer_start": 25}],
+                            "is_impossible": False,
+                        }
+                    ],
                 }
             ],
         },
@@ -97,7 +116,23 @@ def test_the_wheel_carries_the_bot_and_the_ranker_model(tmp_path):
     shutil.copytree(ROOT / "rag", source / "rag", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = tmp_path.glob("rag-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -94,19 +94,33 @@ def test_the_index_does_not_depend_on_the_working_folder(article, tmp_path, monk
     import subprocess
     import sys
 
-
     monkeypatch.delenv("RAG_INDEX_DIR")  # the index folder comes from the config file here
     config = tmp_path / "rag.yaml"
     config.write_text(f"documents: [{article}]\nindex_dir: {tmp_path / 'index'}\n", encoding="utf-8")
     somewhere = tmp_path / "elsewhere"
     somewhere.mkdir()
-    runs = [subprocess.run([sys.executable, "-m", "rag", "index", "--config", str(config)], cwd=cwd, capture_output=True, text=True, timeout=300) for cwd in (article.parent, somewhere, article.parent)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "rag", "index", "--config", str(config)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for cwd in (article.parent, somewhere, article.parent)
+    ]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert "Building the index" in runs[0].stderr
     assert "Building the index" not in runs[1].stderr + runs[2].stderr  # one index, shared
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["documents"][0]["source"] == str(article.resolve())
-    asked = subprocess.run([sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"], cwd=article.parent, capture_output=True, text=True, timeout=300)
+    asked = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"],
+        cwd=article.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert json.loads(asked.stdout)["citations"][0]["source"] == article.name  # relative when shown
 
 
@@ -117,8 +131,21 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
     from tests.conftest import ROOT
 
     index_dir = tmp_path / "shared"
-    command = [sys.executable, "-m", "rag", "ask", "--json", "--doc", str(article), "--index-dir", str(index_dir), "who revoked Bensouda's visa?"]
-    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "rag",
+        "ask",
+        "--json",
+        "--doc",
+        str(article),
+        "--index-dir",
+        str(index_dir),
+        "who revoked Bensouda's visa?",
+    ]
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [p.communicate(timeout=600) for p in processes]
     assert all(p.returncode == 0 for p in processes), results
     assert sum("Building the index" in err for _, err in results) == 1  # the other waited and loaded it

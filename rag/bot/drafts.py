@@ -50,7 +50,9 @@ class DraftEditor:
             return
         self.last_edit = now
         draft = snippet(text, self.limit - len(DRAFT_LABEL) - 10)
-        self.pending = asyncio.run_coroutine_threadsafe(self._edit(f"{DRAFT_LABEL}\n\n{render.escape_html(draft)}"), self.loop)
+        self.pending = asyncio.run_coroutine_threadsafe(
+            self._edit(f"{DRAFT_LABEL}\n\n{render.escape_html(draft)}"), self.loop
+        )
 
     async def finish(self, chunks: list[str], markup: InlineKeyboardMarkup | None) -> list[str]:
         """Put the verified answer's first chunk in place of the draft; return the chunks still to send."""

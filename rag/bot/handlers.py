@@ -50,7 +50,12 @@ class BotState:
     @classmethod
     def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
         idle = config.session_idle_minutes * 60
-        return cls(engine, config, Conversations(engine.new_session, idle, config.max_chats), RateLimiter(config.questions_per_minute))
+        return cls(
+            engine,
+            config,
+            Conversations(engine.new_session, idle, config.max_chats),
+            RateLimiter(config.questions_per_minute),
+        )
 
 
 def state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
@@ -98,7 +103,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     text = (
         f"I answer questions about <b>{titles}</b>: <i>{render.escape_html(snippet(st.engine.summary, 200))}</i>\n\n"
         "Send me a question and I'll reply with a quote from the text and numbered sources. "
-        "In a group, mention me, reply to me or use /ask.\n\n" + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
+        "In a group, mention me, reply to me or use /ask.\n\n"
+        + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
     )
     examples = [[InlineKeyboardButton(q, callback_data=f"ask:{i}")] for i, q in enumerate(st.config.example_questions)]
     await send(got.message, [text], InlineKeyboardMarkup(examples) if examples else None)
@@ -110,7 +116,9 @@ async def about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     facts = state(context).engine.about()
     lines = [f"<b>Documents:</b> {render.escape_html('; '.join(facts['documents']))}"]
-    lines += [f"<b>{key.capitalize()}:</b> {render.escape_html(str(facts[key]))}" for key in ("passages", "model", "chunking")]
+    lines += [
+        f"<b>{key.capitalize()}:</b> {render.escape_html(str(facts[key]))}" for key in ("passages", "model", "chunking")
+    ]
     await send(got.message, ["\n".join(lines)])
 
 
@@ -192,7 +200,10 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await send(got.message, render.sources_html(answer, st.config.message_chars))
     else:
         paragraphs = st.engine.paragraphs_around(answer.citations[0])
-        text = "\n\n".join(f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}" for number, body in paragraphs)
+        text = "\n\n".join(
+            f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}"
+            for number, body in paragraphs
+        )
         await send_plain(got.message, text or "No surrounding text found.", st.config.message_chars)
 
 
@@ -208,16 +219,30 @@ async def answer_question(
         await send(message, [render.escape_html(str(exc))])
         return
     if not st.limiter.allow(got.user.id):
-        await send(message, [f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."])
+        await send(
+            message,
+            [
+                f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."
+            ],
+        )
         return
     await typing(got.chat.id, context)
-    drafts = await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
+    drafts = (
+        await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
+    )
     session = st.conversations.session(got.chat.id)
     answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
     key = st.archive.add(got.chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton("Sources", callback_data=f"src:{key}"), InlineKeyboardButton("More context", callback_data=f"ctx:{key}")]])
+        markup = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Sources", callback_data=f"src:{key}"),
+                    InlineKeyboardButton("More context", callback_data=f"ctx:{key}"),
+                ]
+            ]
+        )
     chunks = render.telegram_html(answer, st.config.message_chars, question if show_question else None)
     if drafts is not None:
         chunks = await drafts.finish(chunks, markup)
@@ -261,7 +286,10 @@ async def refused(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
 async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup | None = None) -> None:
     """Reply to `message` with HTML chunks (buttons on the last); plain text if Telegram rejects the markup."""
     for i, chunk in enumerate(chunks):
-        kwargs = {"reply_markup": markup if i == len(chunks) - 1 else None, "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True)}
+        kwargs = {
+            "reply_markup": markup if i == len(chunks) - 1 else None,
+            "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        }
         await html_or_plain(functools.partial(message.get_bot().send_message, message.chat_id), chunk, **kwargs)
 
 
@@ -282,7 +310,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the error with its context and, when there is a chat, apologise."""
     error = context.error
     if isinstance(error, Conflict):
-        logger.error("Another bot instance is polling with this token (Telegram says: %s). Stop the other instance.", error)
+        logger.error(
+            "Another bot instance is polling with this token (Telegram says: %s). Stop the other instance.", error
+        )
         return
     if update is None and isinstance(error, NetworkError):
         logger.warning("Network problem while polling Telegram: %s (retrying)", error)
