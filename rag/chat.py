@@ -57,7 +57,8 @@ class ChatSession:
 
 
 MORE = re.compile(
-    r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b|^\W*(and|more|go on|continue)\W*$",
+    r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b"
+    r"|^\W*(and|more|go on|continue)\W*$",
     re.I,
 )
 _TO_WHOM = r"(\s+(there|bot|all|everyone|again|folks|friend))?"
@@ -68,7 +69,8 @@ SMALL_TALK = {
     ),
     "thanks": (
         re.compile(
-            rf"^\W*(thanks?|thank you|thx|cheers)(\s+(a lot|so much|very much))?(\s+for\s+(that|this|the answer|your help))?{_TO_WHOM}\W*$",
+            rf"^\W*(thanks?|thank you|thx|cheers)(\s+(a lot|so much|very much))?"
+            rf"(\s+for\s+(that|this|the answer|your help))?{_TO_WHOM}\W*$",
             re.I,
         ),
         "You're welcome! Ask another question whenever you like.",

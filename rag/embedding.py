@@ -86,7 +86,8 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
 
     if not local:
         raise ModelError(
-            f"embedding.model {config.model!r}: the onnx backend needs a local model folder (or use embedding.backend: torch)"
+            f"embedding.model {config.model!r}: the onnx backend needs a local model folder"
+            " (or use embedding.backend: torch)"
         )
     if not Path(location, "config.json").exists():
         raise ModelError(

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
 from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, wants_more
-from rag.ingest import display_path
 from rag.config import Config
 from rag.errors import QuestionError
+from rag.ingest import display_path
 from rag.lexical import FUNCTION_WORDS, OTHER_LANGUAGE_WORDS, TermWeights, stem, words
 
 if TYPE_CHECKING:

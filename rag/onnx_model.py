@@ -145,7 +145,7 @@ class OnnxEmbedding(BaseEmbedding):
         vectors: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self._model_batch):
             chunk = order[start : start + self._model_batch]
-            for i, vector in zip(chunk, self._run([encodings[i] for i in chunk])):
+            for i, vector in zip(chunk, self._run([encodings[i] for i in chunk]), strict=True):
                 vectors[i] = vector.tolist()
         return vectors
 

@@ -69,7 +69,8 @@ def test_faiss_library_probing_stays_out_of_the_default_log():
 def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
     quoted = Citation(
         1,
-        "Last year, the administration revoked the American visa of the court's chief prosecutor, Gambian-born Fatou Bensouda.",
+        "Last year, the administration revoked the American visa of the court's chief prosecutor,"
+        " Gambian-born Fatou Bensouda.",
         1419,
         1591,
         9,

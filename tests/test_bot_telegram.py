@@ -131,7 +131,7 @@ def test_odd_input_gets_short_replies_or_silence(fake, bot):
     ):
         message = fake.user_message(chat, **content)
         fake.push({"message": message})
-        fake.wait_until(lambda: fake.replies_to(message))
+        fake.wait_until(lambda message=message: fake.replies_to(message))
         assert "only read text" in fake.replies_to(message)[0].params["text"]
     edited = fake.push_text(chat, "Who is Fatou Bensouda?", edited=True)
     fake.push({"channel_post": fake.user_message(-1009, chat_type="channel", text="hello")})
@@ -335,7 +335,10 @@ def test_generated_answers_grow_in_place_then_show_the_verified_text(article, sh
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI() as llm, FakeTelegram() as fake:
-        llm.reply = "The Trump administration revoked the visa of the court's chief prosecutor last year [1]. She was arrested in 2019 [1]."
+        llm.reply = (
+            "The Trump administration revoked the visa of the court's chief prosecutor last year [1]."
+            " She was arrested in 2019 [1]."
+        )
         llm.stream_delay = 0.4
         llm_settings = {"provider": "openai_compatible", "base_url": llm.base_url, "model": "fake", "timeout_s": 30}
         config = write_config(tmp_path / "bot.yaml", article, {"messages_per_second": 1000}, llm=llm_settings)
@@ -347,7 +350,9 @@ def test_generated_answers_grow_in_place_then_show_the_verified_text(article, sh
         assert all(e.params["message_id"] == placeholder.result["message_id"] for e in edits)
         drafts, final = edits[:-1], edits[-1]
         assert drafts and all("drafting" in e.params["text"] for e in drafts)
-        assert all(b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:]))  # at most about one edit a second
+        assert all(
+            b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:], strict=False)
+        )  # at most about one edit a second
         assert final.params["text"].startswith(
             "The Trump administration revoked the visa of the court's chief prosecutor last year [1]."
         )

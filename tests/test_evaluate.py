@@ -43,7 +43,8 @@ def test_metrics_count_each_group():
 def test_load_dataset_reads_all_item_kinds(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(
-        '{"id": "q", "question": "a?", "answers": ["b"]}\n\n{"id": "u", "question": "c?", "unanswerable": true}\n{"id": "t", "turns": [{"question": "d?", "answers": ["e"]}, {"question": "f?", "answers": ["g"]}]}\n'
+        '{"id": "q", "question": "a?", "answers": ["b"]}\n\n{"id": "u", "question": "c?", "unanswerable": true}\n'
+        '{"id": "t", "turns": [{"question": "d?", "answers": ["e"]}, {"question": "f?", "answers": ["g"]}]}\n'
     )
     items = load_dataset(path)
     assert [[(q.item_id, q.turn, q.answerable) for q in conv] for conv in items] == [

@@ -18,13 +18,13 @@ from telegram.error import Conflict, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from rag.bot import render
-from rag.render import snippet
 from rag.bot.drafts import DraftEditor
-from rag.bot.transport import html_or_plain
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
+from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
 from rag.errors import QuestionError
+from rag.render import snippet
 
 logger = logging.getLogger(__name__)
 
@@ -219,11 +219,10 @@ async def answer_question(
         await send(message, [render.escape_html(str(exc))])
         return
     if not st.limiter.allow(got.user.id):
+        rate = st.config.questions_per_minute
         await send(
             message,
-            [
-                f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."
-            ],
+            [f"You're asking faster than I can keep up with ({rate} questions a minute). Please wait a moment."],
         )
         return
     await typing(got.chat.id, context)
