@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from rag.answer import Answer, Citation
 from rag.bot.render import sources_html, split_messages, telegram_html
 from tests.conftest import ROOT
@@ -102,3 +104,24 @@ def test_sources_after_an_abstention_list_the_closest_passages():
         message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
     )
     assert sources_html(None) == ["No sources yet: ask a question first."]
+
+
+def test_handlers_take_message_chat_and_sender_from_an_update_or_ignore_it():
+    import datetime as dt
+
+    from telegram import CallbackQuery, Chat, InaccessibleMessage, Message, Update, User
+
+    from rag.bot.handlers import Incoming, incoming
+
+    chat, user = Chat(5, Chat.PRIVATE), User(7, "Ann", is_bot=False)
+    message = Message(1, dt.datetime.now(dt.UTC), chat, from_user=user, text="hi")
+    assert incoming(Update(1, message=message)) == Incoming(message, chat, user)
+    tapped = CallbackQuery("q", user, "ci", message=message, data="src:k")
+    assert incoming(Update(2, callback_query=tapped)) == Incoming(message, chat, user)  # the tapper is the sender
+    gone = CallbackQuery("q", user, "ci", message=InaccessibleMessage(chat, 1), data="src:k")
+    with pytest.warns(UserWarning, match="InaccessibleMessage"):  # python-telegram-bot's own note
+        assert incoming(Update(3, callback_query=gone)) is None  # no message to reply to
+    channel = Chat(-9, Chat.CHANNEL)
+    assert (
+        incoming(Update(4, channel_post=Message(2, dt.datetime.now(dt.UTC), channel, text="hi"))) is None
+    )  # no sender
