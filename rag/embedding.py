@@ -96,9 +96,8 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
     from importlib.metadata import version
 
     key = f"{model_id(config)} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
-    target = (config.onnx_dir or default_onnx_dir()) / hashlib.sha1(key.encode()).hexdigest()[
-        :12
-    ]  # one export per model and runtime
+    exports = config.onnx_dir or default_onnx_dir()
+    target = exports / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
     if not target.exists():
         progress(f"Exporting the embedding model to ONNX in {target} (once)...")
     return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)

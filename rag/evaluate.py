@@ -46,9 +46,8 @@ class Outcome:
     correct: bool
     hit_at_1: bool
     hit_at_k: bool
-    top1: dict[str, bool] = field(
-        default_factory=dict
-    )  # system -> its top sentence holds a gold answer (never abstaining)
+    # system -> its top sentence holds a gold answer (never abstaining)
+    top1: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass

@@ -121,7 +121,5 @@ def test_handlers_take_message_chat_and_sender_from_an_update_or_ignore_it():
     gone = CallbackQuery("q", user, "ci", message=InaccessibleMessage(chat, 1), data="src:k")
     with pytest.warns(UserWarning, match="InaccessibleMessage"):  # python-telegram-bot's own note
         assert incoming(Update(3, callback_query=gone)) is None  # no message to reply to
-    channel = Chat(-9, Chat.CHANNEL)
-    assert (
-        incoming(Update(4, channel_post=Message(2, dt.datetime.now(dt.UTC), channel, text="hi"))) is None
-    )  # no sender
+    post = Message(2, dt.datetime.now(dt.UTC), Chat(-9, Chat.CHANNEL), text="hi")
+    assert incoming(Update(4, channel_post=post)) is None  # no sender

@@ -300,9 +300,8 @@ def test_a_button_never_shows_another_chats_answer_even_after_a_restart(article,
     with FakeTelegram() as fake, running_bot(fake, config, shared_index_dir, tmp_path / "second.log", onnx_dir):
         _, (other_answer,) = ask(fake, 222, "Who is the US Secretary of State?")
         fake.push_callback(old_answer.result, old_sources, user_id=111)  # the old button, after the restart
-        fake.push_callback(
-            old_answer.result, buttons(other_answer)["Sources"], user_id=111
-        )  # chat 222's key, sent from chat 111
+        # chat 222's key, sent from chat 111
+        fake.push_callback(old_answer.result, buttons(other_answer)["Sources"], user_id=111)
         fake.wait_until(lambda: len(fake.sent(method="answerCallbackQuery")) == 2)
         time.sleep(0.5)
         assert all("expired" in c.params.get("text", "") for c in fake.sent(method="answerCallbackQuery"))
@@ -350,9 +349,8 @@ def test_generated_answers_grow_in_place_then_show_the_verified_text(article, sh
         assert all(e.params["message_id"] == placeholder.result["message_id"] for e in edits)
         drafts, final = edits[:-1], edits[-1]
         assert drafts and all("drafting" in e.params["text"] for e in drafts)
-        assert all(
-            b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:], strict=False)
-        )  # at most about one edit a second
+        # at most about one edit a second
+        assert all(b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:], strict=False))
         assert final.params["text"].startswith(
             "The Trump administration revoked the visa of the court's chief prosecutor last year [1]."
         )

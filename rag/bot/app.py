@@ -82,9 +82,8 @@ def configure_logging(token: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper()
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs request URLs, which hold the token
-    logging.getLogger("faiss.loader").setLevel(
-        logging.WARNING
-    )  # "Could not load library with AVX512 support": harmless
+    # faiss.loader logs "Could not load library with AVX512 support": harmless
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(token))
         handler.addFilter(NoStartupTraceback())
