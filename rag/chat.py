@@ -56,12 +56,29 @@ class ChatSession:
         return f"{previous_question} {passage}".strip()
 
 
-MORE = re.compile(r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b|^\W*(and|more|go on|continue)\W*$", re.I)
+MORE = re.compile(
+    r"\b(what|who|anything|something|tell me) else\b|\btell me more\b|\b(say|know|tell me) more\b"
+    r"|^\W*(and|more|go on|continue)\W*$",
+    re.I,
+)
 _TO_WHOM = r"(\s+(there|bot|all|everyone|again|folks|friend))?"
 SMALL_TALK = {
-    "greeting": (re.compile(rf"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening)|greetings){_TO_WHOM}\W*$", re.I), "Hello! Ask me anything about {document}."),
-    "thanks": (re.compile(rf"^\W*(thanks?|thank you|thx|cheers)(\s+(a lot|so much|very much))?(\s+for\s+(that|this|the answer|your help))?{_TO_WHOM}\W*$", re.I), "You're welcome! Ask another question whenever you like."),
-    "goodbye": (re.compile(rf"^\W*(bye|goodbye|see you|ciao|good night)(\s+(now|later|soon))?{_TO_WHOM}\W*$", re.I), "Goodbye! Come back with more questions any time."),
+    "greeting": (
+        re.compile(rf"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening)|greetings){_TO_WHOM}\W*$", re.I),
+        "Hello! Ask me anything about {document}.",
+    ),
+    "thanks": (
+        re.compile(
+            rf"^\W*(thanks?|thank you|thx|cheers)(\s+(a lot|so much|very much))?"
+            rf"(\s+for\s+(that|this|the answer|your help))?{_TO_WHOM}\W*$",
+            re.I,
+        ),
+        "You're welcome! Ask another question whenever you like.",
+    ),
+    "goodbye": (
+        re.compile(rf"^\W*(bye|goodbye|see you|ciao|good night)(\s+(now|later|soon))?{_TO_WHOM}\W*$", re.I),
+        "Goodbye! Come back with more questions any time.",
+    ),
 }
 
 

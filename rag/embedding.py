@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.config import PACKAGED_MODEL, EmbeddingConfig
+from rag.config import PACKAGED_MODEL, EmbeddingConfig, default_onnx_dir
 from rag.errors import ModelError
 
 if TYPE_CHECKING:
@@ -58,11 +58,26 @@ def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        return _load_onnx(config, location, local, progress) if config.backend == "onnx" else _load_torch(config, location)
-    except ModelError:
-        raise
-    except Exception as exc:  # sentence-transformers, transformers and onnxruntime raise many types
+        return (
+            _load_onnx(config, location, local, progress) if config.backend == "onnx" else _load_torch(config, location)
+        )
+    except load_errors() as exc:  # evaluated only when loading failed
         raise ModelError(f"cannot load embedding model {config.model!r}: {exc}") from None
+
+
+def load_errors() -> tuple[type[Exception], ...]:
+    """What the libraries raise for a missing, truncated or corrupt model folder or ONNX export.
+
+    Found by damaging each file of the packaged model and of its export: transformers raises
+    OSError (missing weights, a config that is not JSON) or ValueError (no model type, no
+    tokenizer), the JSON readers JSONDecodeError or UnicodeDecodeError (ValueErrors), safetensors
+    SafetensorError, ONNX Runtime its own NoSuchFile, InvalidProtobuf and InvalidArgument (and
+    InvalidGraph for a graph it cannot use). Anything else is a bug or an incompatible library
+    version and keeps its traceback."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile
+    from safetensors import SafetensorError
+
+    return OSError, ValueError, SafetensorError, NoSuchFile, InvalidProtobuf, InvalidArgument, InvalidGraph
 
 
 def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Callable[[str], None]) -> BaseEmbedding:
@@ -70,13 +85,19 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
     from rag.onnx_model import OnnxEmbedding, export_onnx
 
     if not local:
-        raise ModelError(f"embedding.model {config.model!r}: the onnx backend needs a local model folder (or use embedding.backend: torch)")
+        raise ModelError(
+            f"embedding.model {config.model!r}: the onnx backend needs a local model folder"
+            " (or use embedding.backend: torch)"
+        )
     if not Path(location, "config.json").exists():
-        raise ModelError(f"cannot load embedding model {config.model!r}: {location} is not a sentence-transformers model folder")
+        raise ModelError(
+            f"cannot load embedding model {config.model!r}: {location} is not a sentence-transformers model folder"
+        )
     from importlib.metadata import version
 
     key = f"{model_id(config)} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
-    target = config.onnx_dir / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
+    exports = config.onnx_dir or default_onnx_dir()
+    target = exports / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
     if not target.exists():
         progress(f"Exporting the embedding model to ONNX in {target} (once)...")
     return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)
@@ -88,7 +109,9 @@ def _load_torch(config: EmbeddingConfig, location: str) -> BaseEmbedding:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars on every start
-    return HuggingFaceEmbedding(model_name=location, device=config.device, embed_batch_size=config.batch_size, normalize=True)
+    return HuggingFaceEmbedding(
+        model_name=location, device=config.device, embed_batch_size=config.batch_size, normalize=True
+    )
 
 
 class LockedEmbedding:
@@ -105,4 +128,3 @@ class LockedEmbedding:
     def get_query_embedding(self, text: str) -> list[float]:
         with self.lock:
             return self.model.get_query_embedding(text)
-

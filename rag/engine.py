@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
 from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, wants_more
-from rag.ingest import display_path
 from rag.config import Config
 from rag.errors import QuestionError
+from rag.ingest import display_path
 from rag.lexical import FUNCTION_WORDS, OTHER_LANGUAGE_WORDS, TermWeights, stem, words
 
 if TYPE_CHECKING:
@@ -51,12 +51,16 @@ class Engine:
 
             checker = reply_checker(extractive, retriever)
             answerer = GenerativeAnswerer(extractive, build_llm(config.llm), checker, config.llm)
-        return cls(config, documents, stored, retriever, answerer, extractive.features.weights, name, extractive.threshold)
+        return cls(
+            config, documents, stored, retriever, answerer, extractive.features.weights, name, extractive.threshold
+        )
 
     def new_session(self) -> ChatSession:
         return ChatSession(history_turns=self.config.chat.history_turns)
 
-    def ask(self, question: str, session: ChatSession | None = None, on_draft: Callable[[str], None] | None = None) -> Answer:
+    def ask(
+        self, question: str, session: ChatSession | None = None, on_draft: Callable[[str], None] | None = None
+    ) -> Answer:
         """Answer one question; with a session, follow-ups use (and extend) its history. With an
         LLM configured, `on_draft` receives the unverified reply while it streams.
 
@@ -72,7 +76,11 @@ class Engine:
             candidates = self.retriever.retrieve(queries)
             more = session is not None and session.answered and wants_more(question)
             if more and session is not None:  # the next passages, not what this conversation already quoted
-                candidates = [c for c in candidates if (display_path(Path(c.node.metadata["source"])), c.node.metadata["start"]) not in session.quoted]
+                candidates = [
+                    c
+                    for c in candidates
+                    if (display_path(Path(c.node.metadata["source"])), c.node.metadata["start"]) not in session.quoted
+                ]
             answer = self.answerer.answer(standalone, candidates, context, on_draft)
             if more and answer.abstained and answer.citations and only_asks_for_more(question):
                 answer = more_of(answer)  # a bare "tell me more" asks for the next passage, not for an answer
@@ -135,10 +143,19 @@ def in_another_language(question: str, vocabulary: TermWeights) -> bool:
 def more_of(abstained: Answer) -> Answer:
     """The closest passage of an abstention, quoted as the reply to a request for more."""
     first = abstained.citations[0]
-    return Answer(abstained.question, first.text, False, abstained.citations, confidence=abstained.confidence, parts=[(first.text, first.n)])
+    return Answer(
+        abstained.question,
+        first.text,
+        False,
+        abstained.citations,
+        confidence=abstained.confidence,
+        parts=[(first.text, first.n)],
+    )
 
 
-def open_retrieval(config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
+def open_retrieval(
+    config: Config, rebuild: bool = False, progress: Progress = lambda message: None
+) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
     """The documents, their index (loaded, or built when missing or stale) and a retriever over it."""
     from rag.embedding import LockedEmbedding, load_embed_model
     from rag.retrieve import HybridRetriever

@@ -46,7 +46,8 @@ class Outcome:
     correct: bool
     hit_at_1: bool
     hit_at_k: bool
-    top1: dict[str, bool] = field(default_factory=dict)  # system -> its top sentence holds a gold answer (never abstaining)
+    # system -> its top sentence holds a gold answer (never abstaining)
+    top1: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,7 +72,10 @@ class EvalResult:
             "false_abstention": _share(answerable, lambda o: o.answer.abstained),
             "follow_up_accuracy": _share(follow_ups, lambda o: o.correct),
             "follow_ups": len(follow_ups),
-            **{f"top1_{system}": _share(answerable, lambda o, s=system: o.top1.get(s, False)) for system in self.systems()},
+            **{
+                f"top1_{system}": _share(answerable, lambda o, s=system: o.top1.get(s, False))
+                for system in self.systems()
+            },
             "latency_p50_ms": percentile(latencies, 50),
             "latency_p95_ms": percentile(latencies, 95),
         }
@@ -81,7 +85,11 @@ class EvalResult:
         return list(dict.fromkeys(system for o in self.outcomes for system in o.top1))
 
     def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if (o.question.answerable and not o.correct) or (not o.question.answerable and not o.answer.abstained)]
+        return [
+            o
+            for o in self.outcomes
+            if (o.question.answerable and not o.correct) or (not o.question.answerable and not o.answer.abstained)
+        ]
 
 
 def load_dataset(path: Path) -> list[list[Question]]:
@@ -116,7 +124,9 @@ def _conversation(record: dict[str, Any], number: int) -> list[Question]:
     return questions
 
 
-def evaluate(engine: Engine, items: list[list[Question]], baselines: bool = False, result: EvalResult | None = None) -> EvalResult:
+def evaluate(
+    engine: Engine, items: list[list[Question]], baselines: bool = False, result: EvalResult | None = None
+) -> EvalResult:
     """Ask every question (conversations in one session each) and score the answers, adding them
     to `result`. With `baselines`, also score the top BM25 and the top dense sentence."""
     if not items:
@@ -138,7 +148,9 @@ def evaluate(engine: Engine, items: list[list[Question]], baselines: bool = Fals
     return result
 
 
-def evaluate_squad(config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]) -> EvalResult:
+def evaluate_squad(
+    config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]
+) -> EvalResult:
     """Each article as one document with its own index (built in `folder` when missing); results pooled."""
     from rag.engine import Engine
     from rag.squad import article_config
@@ -154,7 +166,10 @@ def evaluate_squad(config: Config, articles: list[SquadArticle], folder: Path, p
 def baseline_top1(engine: Engine, question: Question) -> dict[str, bool]:
     """Whether the single best BM25 sentence, and the single best dense sentence, hold a gold answer."""
     retriever = engine.retriever
-    tops = {"bm25": [i for i, _ in retriever.lexical(question.question)[:1]], "dense": retriever.dense(retriever.embed(question.question))[:1]}
+    tops = {
+        "bm25": [i for i, _ in retriever.lexical(question.question)[:1]],
+        "dense": retriever.dense(retriever.embed(question.question))[:1],
+    }
     return {name: any(_holds(retriever.nodes[i].text, question.answers) for i in ids) for name, ids in tops.items()}
 
 
@@ -182,11 +197,21 @@ def _holds(text: str, answers: tuple[str, ...]) -> bool:
 
 def abstention_curve(result: EvalResult) -> list[tuple[float, float, float]]:
     """(threshold, false abstention, abstention recall) at every confidence seen, from 0 up."""
-    answerable = [o.answer.confidence for o in result.outcomes if o.question.answerable and o.answer.confidence is not None]
-    unanswerable = [o.answer.confidence for o in result.outcomes if not o.question.answerable and o.answer.confidence is not None]
+    answerable = [
+        o.answer.confidence for o in result.outcomes if o.question.answerable and o.answer.confidence is not None
+    ]
+    unanswerable = [
+        o.answer.confidence for o in result.outcomes if not o.question.answerable and o.answer.confidence is not None
+    ]
     points = []
     for t in sorted({0.0, *answerable, *unanswerable, 1.0}):
-        points.append((t, sum(c < t for c in answerable) / max(len(answerable), 1), sum(c < t for c in unanswerable) / max(len(unanswerable), 1)))
+        points.append(
+            (
+                t,
+                sum(c < t for c in answerable) / max(len(answerable), 1),
+                sum(c < t for c in unanswerable) / max(len(unanswerable), 1),
+            )
+        )
     return points
 
 
@@ -195,7 +220,9 @@ def question_kind(question: str) -> str:
     q = question.lower()
     if re.search(r"\bhow (many|much)\b", q):
         return "how many"
-    return next((w for w in ("who", "when", "where", "why", "what", "which") if re.search(rf"\b{w}\b", q)), "other").replace("which", "what")
+    return next(
+        (w for w in ("who", "when", "where", "why", "what", "which") if re.search(rf"\b{w}\b", q)), "other"
+    ).replace("which", "what")
 
 
 def format_report(result: EvalResult) -> str:
@@ -216,10 +243,25 @@ def format_report(result: EvalResult) -> str:
 
 def write_outputs(result: EvalResult, predictions: Path | None, report: Path | None) -> None:
     if predictions:
-        predictions.write_text("".join(json.dumps(o.prediction, ensure_ascii=False) + "\n" for o in result.outcomes), encoding="utf-8")
+        predictions.write_text(
+            "".join(json.dumps(o.prediction, ensure_ascii=False) + "\n" for o in result.outcomes), encoding="utf-8"
+        )
     if report:
-        failures = [{"id": o.question.item_id, "turn": o.question.turn, "question": o.question.question, "expected": list(o.question.answers), "got": o.answer.text, "abstained": o.answer.abstained} for o in result.failures()]
-        report.write_text(json.dumps({"metrics": result.metrics(), "failures": failures}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        failures = [
+            {
+                "id": o.question.item_id,
+                "turn": o.question.turn,
+                "question": o.question.question,
+                "expected": list(o.question.answers),
+                "got": o.answer.text,
+                "abstained": o.answer.abstained,
+            }
+            for o in result.failures()
+        ]
+        report.write_text(
+            json.dumps({"metrics": result.metrics(), "failures": failures}, indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
 
 
 def _shown(key: str, value: Any) -> str:

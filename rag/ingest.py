@@ -29,7 +29,9 @@ ParagraphKind = Literal["text", "heading", "attribution", "boilerplate"]
 _BLOCK = re.compile(r"\S(?:.*?\S)?(?=\s*\n[ \t]*\n|\s*\Z)", re.S)
 _TEASER = re.compile(r"^(read more|read also|also read|related|recommended)\s*:", re.I)
 _VIDEO_WIDGET = re.compile(r"^(watch|play) (video|audio)\b|\bpermalink\b", re.I)
-_SOCIAL = re.compile(r"\b(facebook|twitter|whatsapp|tumblr|linkedin|reddit|digg|pinterest|telegram|e-?mail|google\+)", re.I)
+_SOCIAL = re.compile(
+    r"\b(facebook|twitter|whatsapp|tumblr|linkedin|reddit|digg|pinterest|telegram|e-?mail|google\+)", re.I
+)
 _SIGN_UP = re.compile(r"\b(sign up|subscribe|newsletter)\b", re.I)
 _WIRE_CREDIT = re.compile(r"^[a-z]{1,5}(?:/[a-z]{1,5})*\s*\(([A-Za-z][\w .,&'-]*)\)$")
 _UNDERLINE = re.compile(r"^[=\-~*#]{3,}$")
@@ -68,7 +70,12 @@ def read_document(path: Path, drop_boilerplate: bool = True) -> SourceDocument:
     text = _read_text(path)
     blocks = [(m.start(), m.end()) for m in _BLOCK.finditer(text)]
     paragraphs = tuple(
-        Paragraph(number, start, end, classify(text[start:end], is_last=number == len(blocks), drop_boilerplate=drop_boilerplate))
+        Paragraph(
+            number,
+            start,
+            end,
+            classify(text[start:end], is_last=number == len(blocks), drop_boilerplate=drop_boilerplate),
+        )
         for number, (start, end) in enumerate(blocks, start=1)
     )
     if not any(p.kind in ("text", "attribution") for p in paragraphs):
@@ -97,7 +104,13 @@ def is_boilerplate(flat: str) -> bool:
     networks = len(_SOCIAL.findall(flat))
     if networks >= 5 and networks >= 0.25 * len(flat.split()):  # a share bar, not a sentence naming a few networks
         return True
-    return bool(_SIGN_UP.search(flat)) and len(flat) < 300 and flat.lower().rstrip(".!").endswith(("sign up here", "subscribe", "subscribe here", "sign up now", "newsletter"))
+    return (
+        bool(_SIGN_UP.search(flat))
+        and len(flat) < 300
+        and flat.lower()
+        .rstrip(".!")
+        .endswith(("sign up here", "subscribe", "subscribe here", "sign up now", "newsletter"))
+    )
 
 
 def is_heading(block: str) -> bool:

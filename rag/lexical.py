@@ -26,12 +26,15 @@ FUNCTION_WORDS = frozenset(
 )
 # The commonest function words of other European languages (German, French, Spanish, Italian,
 # Portuguese, Dutch) that are not English words: a question made of them is in another language.
-OTHER_LANGUAGE_WORDS = frozenset(
-    """der die das und ist nicht wer hat was wie warum wann wo welche welcher mit von den dem ein
+OTHER_LANGUAGE_WORDS = (
+    frozenset(
+        """der die das und ist nicht wer hat was wie warum wann wo welche welcher mit von den dem ein
     eine einen zu auf für les est une qui que quoi pourquoi quand où avec pour dans pas sont el la
     los las es por qué quién cómo cuándo dónde con una del il che chi perché quando dove sono di
     o os um uma não quem onde porque het een en wie wat waarom wanneer waar niet zijn""".split()
-) - FUNCTION_WORDS
+    )
+    - FUNCTION_WORDS
+)
 ANAPHORS = frozenset("he she him her his hers they them their theirs it its this that these those there then".split())
 
 

@@ -32,9 +32,13 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
     """Export the transformer of a local sentence-transformers folder to `target` (once)."""
     if (target / SETTINGS_FILE).exists():
         return target
-    pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text()) if (model_dir / "1_Pooling").exists() else {}
+    pooling = (
+        json.loads((model_dir / "1_Pooling" / "config.json").read_text()) if (model_dir / "1_Pooling").exists() else {}
+    )
     if not pooling.get("pooling_mode_mean_tokens"):
-        raise ModelError(f"{model_dir}: the ONNX backend supports mean-pooling models only; set embedding.backend: torch")
+        raise ModelError(
+            f"{model_dir}: the ONNX backend supports mean-pooling models only; set embedding.backend: torch"
+        )
     max_length = json.loads((model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -47,9 +51,13 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
             self.model = AutoModel.from_pretrained(str(model_dir)).eval()
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
-    sample = AutoTokenizer.from_pretrained(str(model_dir))(["a sample", "a longer sample sentence"], padding=True, return_tensors="pt")
+    sample = AutoTokenizer.from_pretrained(str(model_dir))(
+        ["a sample", "a longer sample sentence"], padding=True, return_tensors="pt"
+    )
     names = ["input_ids", "attention_mask", "token_type_ids"]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-", dir=target.parent))
@@ -57,8 +65,13 @@ def export_onnx(model_dir: Path, target: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python branches
             torch.onnx.export(
-                LastHiddenState(), tuple(sample[n] for n in names), str(staging / MODEL_FILE),
-                input_names=names, output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                LastHiddenState(),
+                tuple(sample[n] for n in names),
+                str(staging / MODEL_FILE),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                opset_version=17,
+                dynamo=False,
                 dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
             )
         shutil.copy(model_dir / TOKENIZER_FILE, staging / TOKENIZER_FILE)
@@ -87,9 +100,11 @@ class OnnxEmbedding(BaseEmbedding):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
         options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self._session = onnxruntime.InferenceSession(
+            str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+        )
         settings = json.loads((folder / SETTINGS_FILE).read_text())
-        self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self._tokenizer = Tokenizer.from_str(_read_json_text(folder / TOKENIZER_FILE))
         self._tokenizer.enable_truncation(settings["max_length"])
         self._tokenizer.no_padding()  # `_run` pads each batch itself
         self._model_batch = model_batch
@@ -109,7 +124,9 @@ class OnnxEmbedding(BaseEmbedding):
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
-        hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+        hidden = self._session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
         summed = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return (summed / np.maximum(np.linalg.norm(summed, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -128,6 +145,14 @@ class OnnxEmbedding(BaseEmbedding):
         vectors: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self._model_batch):
             chunk = order[start : start + self._model_batch]
-            for i, vector in zip(chunk, self._run([encodings[i] for i in chunk])):
+            for i, vector in zip(chunk, self._run([encodings[i] for i in chunk]), strict=True):
                 vectors[i] = vector.tolist()
         return vectors
+
+
+def _read_json_text(path: Path) -> str:
+    """The text of a JSON file, checked to parse: a missing, truncated or garbled file raises
+    OSError or ValueError here (`tokenizers` itself raises a bare Exception for all of these)."""
+    text = path.read_text(encoding="utf-8")
+    json.loads(text)
+    return text

@@ -34,8 +34,12 @@ def write_html(result: EvalResult, path: Path, title: str) -> None:
         "<h2>Latency</h2>" + _image(_latency_plot(result)),
         "<h2>Failures</h2>" + _failures_table(result),
     ]
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    style = (
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "td,th{padding:2px 8px;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
+    )
+    head = f"<meta charset='utf-8'><title>{escape(title)}</title><style>{style}</style>"
+    page = f"<!doctype html><html><head>{head}</head><body>{''.join(sections)}</body></html>"
     path.write_text(page, encoding="utf-8")
 
 
@@ -61,7 +65,8 @@ def _failures_table(result: EvalResult) -> str:
         got = "(abstained)" if o.answer.abstained else o.answer.text
         rows.append(f"<tr><td>{escape(o.question.question)}</td><td>{escape(expected)}</td><td>{escape(got)}</td></tr>")
     more = f"<p>… and {len(failures) - MAX_FAILURES} more.</p>" if len(failures) > MAX_FAILURES else ""
-    return f"<p>{len(failures)} failed items.</p><table><tr><th>question</th><th>expected</th><th>quoted</th></tr>{''.join(rows)}</table>{more}"
+    header = "<tr><th>question</th><th>expected</th><th>quoted</th></tr>"
+    return f"<p>{len(failures)} failed items.</p><table>{header}{''.join(rows)}</table>{more}"
 
 
 def _curve_plot(result: EvalResult) -> Figure:
@@ -74,9 +79,20 @@ def _curve_plot(result: EvalResult) -> Figure:
     threshold = result.threshold
     if threshold is not None:
         at = min(points, key=lambda p: abs(p[0] - threshold))
-        axes.plot([at[1]], [at[2]], "o", color="crimson", label=f"threshold {threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall")
+        axes.plot(
+            [at[1]],
+            [at[2]],
+            "o",
+            color="crimson",
+            label=f"threshold {threshold:.3f}: {at[1]:.1%} false, {at[2]:.1%} recall",
+        )
     axes.axvline(0.10, linestyle=":", color="grey", label="10 % false abstention")
-    axes.set(xlabel="false abstention (answerable questions abstained)", ylabel="abstention recall (unanswerable abstained)", xlim=(0, 1), ylim=(0, 1))
+    axes.set(
+        xlabel="false abstention (answerable questions abstained)",
+        ylabel="abstention recall (unanswerable abstained)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     axes.legend(loc="lower right")
     return figure
 

@@ -86,5 +86,9 @@ def _article(record: dict[str, Any]) -> SquadArticle:
             unanswerable = bool(qa.get("is_impossible")) or not answers
             gold = () if unanswerable else tuple(dict.fromkeys(a["text"] for a in answers))
             questions.append(Question(str(qa["id"]), 0, qa["question"], gold))
-            spans[str(qa["id"])] = tuple((offset + a["answer_start"], offset + a["answer_start"] + len(a["text"])) for a in answers if not unanswerable)
+            spans[str(qa["id"])] = tuple(
+                (offset + a["answer_start"], offset + a["answer_start"] + len(a["text"]))
+                for a in answers
+                if not unanswerable
+            )
     return SquadArticle(title, text + "\n", tuple(questions), spans)

@@ -90,7 +90,9 @@ def open_index(
         manifest = None if rebuild else read_manifest(config.index_dir)
         if manifest is not None and _same_build(manifest, expected):
             return load_index(config.index_dir, embed_model)  # built by another process meanwhile
-        reason = "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+        reason = (
+            "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+        )
         progress(f"Building the index in {config.index_dir} ({reason})...")
         stored = build_index(config, documents, embed_model, expected)
     progress(f"Indexed {len(stored.nodes)} passages from {len(documents)} document(s).")
@@ -111,14 +113,18 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def build_index(config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]) -> StoredIndex:
+def build_index(
+    config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]
+) -> StoredIndex:
     """Chunk, embed (batch by batch, with a progress bar) and persist; files are written to a
     temporary folder and moved into place."""
     import faiss
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    nodes = sorted((n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order)
+    nodes = sorted(
+        (n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order
+    )
     dimension = len(embed_model.get_text_embedding("dimension probe"))
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
@@ -129,7 +135,13 @@ def build_index(config: Config, documents: list[SourceDocument], embed_model: Ba
             index.insert_nodes(batch)
             bar.update(len(batch))
     kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
-    manifest = {**manifest, "node_count": len(nodes), "dimension": dimension, "faiss_index": kind, "libraries": _library_versions()}
+    manifest = {
+        **manifest,
+        "node_count": len(nodes),
+        "dimension": dimension,
+        "faiss_index": kind,
+        "libraries": _library_versions(),
+    }
     _persist(config.index_dir, index, manifest)
     return StoredIndex(index, nodes, manifest)
 
@@ -149,12 +161,15 @@ def _progress_bar(total: int):
     """A progress bar on stderr for builds big enough to wait for."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr)
+    return tqdm(
+        total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr
+    )
 
 
 def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other."""
-    from llama_index.core import StorageContext, load_index_from_storage
+    from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
+    from llama_index.core.schema import TextNode
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from llama_index.core.storage.index_store import SimpleIndexStore
     from llama_index.vector_stores.faiss import FaissVectorStore
@@ -162,12 +177,17 @@ def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
     manifest = read_manifest(index_dir)
     if manifest is None:
         raise _corrupt(index_dir / MANIFEST, "is missing")
-    vector_store = _read(index_dir / VECTORS, FaissVectorStore.from_persist_path)
-    docstore = _read(index_dir / DOCSTORE, SimpleDocumentStore.from_persist_path)
-    index_store = _read(index_dir / INDEX_STORE, SimpleIndexStore.from_persist_path)
+    vector_store = FaissVectorStore(faiss_index=_read_faiss(index_dir / VECTORS))
+    docstore = SimpleDocumentStore.from_dict(_read_store(index_dir / DOCSTORE))
+    index_store = SimpleIndexStore.from_dict(_read_store(index_dir / INDEX_STORE))
     storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
-    index = _read(index_dir / INDEX_STORE, lambda _: load_index_from_storage(storage, embed_model=embed_model))
-    nodes = sorted(docstore.docs.values(), key=_document_order)
+    try:
+        index = load_index_from_storage(storage, embed_model=embed_model)
+    except ValueError as exc:  # llama-index: no index, or several, in the index store
+        raise _corrupt(index_dir / INDEX_STORE, f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(index, VectorStoreIndex):
+        raise _corrupt(index_dir / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index")
+    nodes = sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
@@ -206,17 +226,41 @@ def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any])
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _read(path: Path, reader: Callable[[str], Any]) -> Any:
+def _read_faiss(path: Path) -> Any:
+    """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
+    import faiss
+
     if not path.exists():
         raise _corrupt(path, "is missing")
     try:
-        return reader(str(path))
-    except Exception as exc:  # faiss raises RuntimeError, JSON readers ValueError/KeyError/TypeError
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
         raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+    if index is None:  # the file holds faiss's "null" marker instead of an index
+        raise _corrupt(path, "holds no index")
+    return index
+
+
+def _read_store(path: Path) -> dict[str, Any]:
+    """A llama-index key-value store file (docstore or index store): collection name -> {key: value}.
+
+    A file that is missing, unreadable, not UTF-8 JSON (truncated, garbled) or JSON of another
+    shape is reported as corrupt; llama-index then builds the store from the checked data."""
+    if not path.exists():
+        raise _corrupt(path, "is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not all(isinstance(collection, dict) for collection in data.values()):
+        raise _corrupt(path, "is not a llama-index store")
+    return data
 
 
 def _corrupt(path: Path, problem: str) -> IndexCorruptError:
-    return IndexCorruptError(f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`")
+    return IndexCorruptError(
+        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`"
+    )
 
 
 def _library_versions() -> dict[str, str]:

@@ -34,7 +34,9 @@ def running_bot(fake: FakeTelegram, config: Path, index_dir: Path, log: Path, on
         "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT)]),
     }
     with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "bot.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "bot.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
         try:
             fake.wait_until(lambda: bool(fake.sent(method="setMyCommands")) or process.poll() is not None, timeout=240)
             assert process.poll() is None, log.read_text()

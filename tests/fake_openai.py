@@ -25,7 +25,9 @@ class FakeOpenAI(LocalServer):
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                fake.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
+                fake.requests.append(
+                    {"path": self.path, "body": body, "authorization": self.headers.get("Authorization")}
+                )
                 reply = fake.reply(body) if callable(fake.reply) else fake.reply
                 if isinstance(reply, tuple) and reply[0] == "slow":
                     time.sleep(reply[1])
@@ -37,9 +39,16 @@ class FakeOpenAI(LocalServer):
                 elif body.get("stream"):
                     self._stream(reply)
                 else:
-                    completion = {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                    completion = {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "m"),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
                     self._send(200, json.dumps(completion).encode())
 
             def _stream(self, reply: str) -> None:
@@ -52,8 +61,15 @@ class FakeOpenAI(LocalServer):
                 words = reply.split(" ")
                 for start in range(0, len(words), 3):
                     piece = " ".join(words[start : start + 3]) + (" " if start + 3 < len(words) else "")
-                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                             "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}]}
+                    chunk = {
+                        "id": "c1",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": "m",
+                        "choices": [
+                            {"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}
+                        ],
+                    }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                     time.sleep(fake.stream_delay)

@@ -21,7 +21,15 @@ from urllib.parse import parse_qs
 
 from tests.local_server import LocalServer
 
-BOT_USER = {"id": 4242, "is_bot": True, "first_name": "DocBot", "username": "docbot", "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": 4242,
+    "is_bot": True,
+    "first_name": "DocBot",
+    "username": "docbot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 RAW_STRING_FIELDS = {"text", "parse_mode", "callback_query_id", "action", "description", "short_description"}
 
 
@@ -62,7 +70,15 @@ class FakeTelegram(LocalServer):
             self.lock.notify_all()
         return update
 
-    def push_text(self, chat_id: int, text: str, user_id: int | None = None, chat_type: str = "private", reply_to: dict | None = None, edited: bool = False) -> dict:
+    def push_text(
+        self,
+        chat_id: int,
+        text: str,
+        user_id: int | None = None,
+        chat_type: str = "private",
+        reply_to: dict | None = None,
+        edited: bool = False,
+    ) -> dict:
         """A user's text message (or an edit of one); returns the message."""
         message = self.user_message(chat_id, user_id, chat_type, text=text)
         if text.startswith("/"):
@@ -74,25 +90,47 @@ class FakeTelegram(LocalServer):
         self.push({"edited_message" if edited else "message": message})
         return message
 
-    def user_message(self, chat_id: int, user_id: int | None = None, chat_type: str = "private", **content: Any) -> dict:
+    def user_message(
+        self, chat_id: int, user_id: int | None = None, chat_type: str = "private", **content: Any
+    ) -> dict:
         message_id = next(self.message_ids)
         self.pushed_at[message_id] = time.monotonic()
-        chat = {"id": chat_id, "type": chat_type} | ({"title": "Group"} if chat_type != "private" else {"first_name": "U"})
+        chat = {"id": chat_id, "type": chat_type} | (
+            {"title": "Group"} if chat_type != "private" else {"first_name": "U"}
+        )
         user = {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "User"}
         return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user, **content}
 
     def push_callback(self, message: dict, data: str, user_id: int) -> None:
         user = {"id": user_id, "is_bot": False, "first_name": "User"}
-        self.push({"callback_query": {"id": f"cq{next(self.message_ids)}", "from": user, "chat_instance": "ci", "data": data, "message": message}})
+        self.push(
+            {
+                "callback_query": {
+                    "id": f"cq{next(self.message_ids)}",
+                    "from": user,
+                    "chat_instance": "ci",
+                    "data": data,
+                    "message": message,
+                }
+            }
+        )
 
     # ---- reading ----
     def sent(self, chat_id: int | None = None, method: str = "sendMessage") -> list[Call]:
         with self.lock:
-            return [c for c in self.calls if c.ok and c.method == method and (chat_id is None or c.params.get("chat_id") == chat_id)]
+            return [
+                c
+                for c in self.calls
+                if c.ok and c.method == method and (chat_id is None or c.params.get("chat_id") == chat_id)
+            ]
 
     def replies_to(self, message: dict) -> list[Call]:
         """Delivered messages that reply to `message`."""
-        return [c for c in self.sent(message["chat"]["id"]) if (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]]
+        return [
+            c
+            for c in self.sent(message["chat"]["id"])
+            if (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
+        ]
 
     def wait_until(self, predicate, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -119,15 +157,32 @@ class FakeTelegram(LocalServer):
             if kind == "drop":
                 return None
             if kind == "429":
-                return 429, {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry_after}", "parameters": {"retry_after": retry_after}}
+                return 429, {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {retry_after}",
+                    "parameters": {"retry_after": retry_after},
+                }
             if kind == "parse":
-                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities: unsupported start tag"}
+                return 400, {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: can't parse entities: unsupported start tag",
+                }
             descriptions = {409: "Conflict: terminated by other getUpdates request", 502: "Bad Gateway"}
-            return int(kind), {"ok": False, "error_code": int(kind), "description": descriptions.get(int(kind), "Error")}
+            return int(kind), {
+                "ok": False,
+                "error_code": int(kind),
+                "description": descriptions.get(int(kind), "Error"),
+            }
         if params.get("parse_mode") == "HTML" and not valid_telegram_html(params.get("text", "")):
             with self.lock:
                 call.ok = False
-            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities: invalid markup"}
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: can't parse entities: invalid markup",
+            }
         if len(params.get("text", "")) > 4096:
             with self.lock:
                 call.ok = False
@@ -158,7 +213,13 @@ class FakeTelegram(LocalServer):
             chat_id = params["chat_id"]
             message_id = params.get("message_id") or next(self.message_ids)
             chat = {"id": chat_id, "type": "private" if chat_id > 0 else "group", "title": "Group"}
-            return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": BOT_USER, "text": params.get("text", "")}
+            return {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": BOT_USER,
+                "text": params.get("text", ""),
+            }
         if method == "getMyCommands":
             commands = [c for c in self.calls if c.method == "setMyCommands" and c.ok]
             return commands[-1].params.get("commands", []) if commands else []
@@ -178,7 +239,7 @@ class FakeTelegram(LocalServer):
                 if not self.path.startswith(prefix):
                     self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
                     return
-                outcome = fake.handle(self.path[len(prefix):], _params(body, self.headers.get("Content-Type", "")))
+                outcome = fake.handle(self.path[len(prefix) :], _params(body, self.headers.get("Content-Type", "")))
                 if outcome is None:
                     self.close_connection = True
                     return

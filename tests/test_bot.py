@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from rag.answer import Answer, Citation
 from rag.bot.render import sources_html, split_messages, telegram_html
 from tests.conftest import ROOT
@@ -32,13 +34,17 @@ def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
 
     default_log = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
-    return subprocess.run([sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env)
+    return subprocess.run(
+        [sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env
+    )
 
 
 def test_a_missing_document_fails_before_any_network_traffic(tmp_path):
     config = tmp_path / "bot.yaml"
     config.write_text(f"documents: [{tmp_path / 'gone.txt'}]\n")
-    result = run_bot({"TELEGRAM_BOT_TOKEN": "1:x", "RAG_CONFIG": str(config), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"})
+    result = run_bot(
+        {"TELEGRAM_BOT_TOKEN": "1:x", "RAG_CONFIG": str(config), "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: document not found: {tmp_path / 'gone.txt'}"
 
@@ -63,8 +69,25 @@ def test_faiss_library_probing_stays_out_of_the_default_log():
 
 
 def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
-    quoted = Citation(1, "Last year, the administration revoked the American visa of the court's chief prosecutor, Gambian-born Fatou Bensouda.", 1419, 1591, 9, 0.9, "/srv/docs/dw.txt")
-    other = Citation(2, "However, ICC judges approved her investigation request in March after initially rejecting it.", 1592, 1690, 9, 0.1, "/srv/docs/dw.txt")
+    quoted = Citation(
+        1,
+        "Last year, the administration revoked the American visa of the court's chief prosecutor,"
+        " Gambian-born Fatou Bensouda.",
+        1419,
+        1591,
+        9,
+        0.9,
+        "/srv/docs/dw.txt",
+    )
+    other = Citation(
+        2,
+        "However, ICC judges approved her investigation request in March after initially rejecting it.",
+        1592,
+        1690,
+        9,
+        0.1,
+        "/srv/docs/dw.txt",
+    )
     answer = Answer("q", quoted.text, False, [quoted, other], parts=[(quoted.text, 1)])
     (message,) = sources_html(answer)
     assert "dw.txt, paragraph 9 – quoted in the answer" in message and "1419" not in message and "chars" not in message
@@ -77,5 +100,26 @@ def test_sources_on_telegram_wrap_naturally_and_name_document_and_paragraph():
 def test_sources_after_an_abstention_list_the_closest_passages():
     closest = Citation(1, "The ICC called the sanctions unprecedented.", 0, 44, 4, 0.2, "dw.txt")
     (message,) = sources_html(Answer("q", "dw.txt doesn't say.", True, [closest]))
-    assert message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
+    assert (
+        message.startswith("My last answer quoted nothing") and "The ICC called the sanctions unprecedented." in message
+    )
     assert sources_html(None) == ["No sources yet: ask a question first."]
+
+
+def test_handlers_take_message_chat_and_sender_from_an_update_or_ignore_it():
+    import datetime as dt
+
+    from telegram import CallbackQuery, Chat, InaccessibleMessage, Message, Update, User
+
+    from rag.bot.handlers import Incoming, incoming
+
+    chat, user = Chat(5, Chat.PRIVATE), User(7, "Ann", is_bot=False)
+    message = Message(1, dt.datetime.now(dt.UTC), chat, from_user=user, text="hi")
+    assert incoming(Update(1, message=message)) == Incoming(message, chat, user)
+    tapped = CallbackQuery("q", user, "ci", message=message, data="src:k")
+    assert incoming(Update(2, callback_query=tapped)) == Incoming(message, chat, user)  # the tapper is the sender
+    gone = CallbackQuery("q", user, "ci", message=InaccessibleMessage(chat, 1), data="src:k")
+    with pytest.warns(UserWarning, match="InaccessibleMessage"):  # python-telegram-bot's own note
+        assert incoming(Update(3, callback_query=gone)) is None  # no message to reply to
+    post = Message(2, dt.datetime.now(dt.UTC), Chat(-9, Chat.CHANNEL), text="hi")
+    assert incoming(Update(4, channel_post=post)) is None  # no sender

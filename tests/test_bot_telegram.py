@@ -15,7 +15,13 @@ from rag.evaluate import percentile
 from tests.bot_harness import running_bot, stop, write_config
 from tests.fake_telegram import FakeTelegram, valid_telegram_html
 
-LOAD_QUESTIONS = ["who revoked Bensouda's visa?", "Who is the US Secretary of State?", "How did the ICC describe the sanctions?", "How many US soldiers did Trump pardon?", "What is the capital of France?"]
+LOAD_QUESTIONS = [
+    "who revoked Bensouda's visa?",
+    "Who is the US Secretary of State?",
+    "How did the ICC describe the sanctions?",
+    "How many US soldiers did Trump pardon?",
+    "What is the capital of France?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,18 @@ def fake():
 @pytest.fixture(scope="module")
 def bot(fake, article, shared_index_dir, onnx_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bot")
-    examples = ["Who revoked Bensouda's visa?", "What did Mike Pompeo call the court?", "How did the ICC describe the sanctions?"]
-    telegram = {"questions_per_minute": 10, "messages_per_second": 1000, "group_messages_per_minute": 1000, "send_retries": 3, "example_questions": examples}
+    examples = [
+        "Who revoked Bensouda's visa?",
+        "What did Mike Pompeo call the court?",
+        "How did the ICC describe the sanctions?",
+    ]
+    telegram = {
+        "questions_per_minute": 10,
+        "messages_per_second": 1000,
+        "group_messages_per_minute": 1000,
+        "send_retries": 3,
+        "example_questions": examples,
+    }
     config = write_config(folder / "bot.yaml", article, telegram)
     log = folder / "bot.log"
     with running_bot(fake, config, shared_index_dir, log, onnx_dir) as process:
@@ -48,7 +64,14 @@ def buttons(call) -> dict[str, str]:
 
 
 def test_start_shows_commands_and_example_buttons(fake, bot):
-    assert {c["command"] for c in fake.sent(method="setMyCommands")[0].params["commands"]} >= {"start", "help", "sources", "reset", "about", "ask"}
+    assert {c["command"] for c in fake.sent(method="setMyCommands")[0].params["commands"]} >= {
+        "start",
+        "help",
+        "sources",
+        "reset",
+        "about",
+        "ask",
+    }
     _, (reply,) = ask(fake, 1, "/start")
     assert "dw-icc-sanctions.txt" in reply.params["text"] and "/sources" in reply.params["text"]
     examples = buttons(reply)
@@ -63,13 +86,18 @@ def test_question_sources_context_follow_up_and_reset(fake, bot):
     chat = 2
     question, (answer,) = ask(fake, chat, "who revoked Bensouda's visa?")
     assert answer.params["parse_mode"] == "HTML"
-    assert "Last year, the administration revoked the American visa" in answer.params["text"] and "[1]" in answer.params["text"]
+    assert (
+        "Last year, the administration revoked the American visa" in answer.params["text"]
+        and "[1]" in answer.params["text"]
+    )
     assert any(c.params["action"] == "typing" for c in fake.sent(chat, "sendChatAction"))
     keys = buttons(answer)
     fake.push_callback(answer.result, keys["Sources"], user_id=chat)
     fake.wait_until(lambda: any("paragraph 9" in c.params["text"] for c in fake.replies_to(answer.result)))
     fake.push_callback(answer.result, keys["More context"], user_id=chat)
-    fake.wait_until(lambda: any("¶8" in c.params["text"] and "¶10" in c.params["text"] for c in fake.replies_to(answer.result)))
+    fake.wait_until(
+        lambda: any("¶8" in c.params["text"] and "¶10" in c.params["text"] for c in fake.replies_to(answer.result))
+    )
 
     ask(fake, chat, "Who is the US Secretary of State?")
     _, (follow_up,) = ask(fake, chat, "What did he call the court?")
@@ -84,14 +112,26 @@ def test_question_sources_context_follow_up_and_reset(fake, bot):
 
 def test_odd_input_gets_short_replies_or_silence(fake, bot):
     chat = 3
-    for content in ({"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]},
-                    {"sticker": {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1, "is_animated": False, "is_video": False}},
-                    {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}},
-                    {"document": {"file_id": "d", "file_unique_id": "d"}},
-                    {"location": {"latitude": 52.1, "longitude": 4.3}}):
+    for content in (
+        {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]},
+        {
+            "sticker": {
+                "file_id": "s",
+                "file_unique_id": "s",
+                "type": "regular",
+                "width": 1,
+                "height": 1,
+                "is_animated": False,
+                "is_video": False,
+            }
+        },
+        {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}},
+        {"document": {"file_id": "d", "file_unique_id": "d"}},
+        {"location": {"latitude": 52.1, "longitude": 4.3}},
+    ):
         message = fake.user_message(chat, **content)
         fake.push({"message": message})
-        fake.wait_until(lambda: fake.replies_to(message))
+        fake.wait_until(lambda message=message: fake.replies_to(message))
         assert "only read text" in fake.replies_to(message)[0].params["text"]
     edited = fake.push_text(chat, "Who is Fatou Bensouda?", edited=True)
     fake.push({"channel_post": fake.user_message(-1009, chat_type="channel", text="hello")})
@@ -120,7 +160,11 @@ def test_send_faults_are_retried_and_delivered_once(fake, bot):
             assert attempts[1].at - attempts[0].at >= 1.0
     fake.fail_next("sendMessage", "parse")
     _, (plain,) = ask(fake, 44, "Who pardoned two US soldiers?")
-    assert "parse_mode" not in plain.params and "<i>" not in plain.params["text"] and "Trump used his executive powers" in plain.params["text"]
+    assert (
+        "parse_mode" not in plain.params
+        and "<i>" not in plain.params["text"]
+        and "Trump used his executive powers" in plain.params["text"]
+    )
 
 
 def test_rate_limit_per_user(fake, bot):
@@ -137,7 +181,9 @@ def test_group_answers_only_when_addressed(fake, bot):
     chatter = fake.push_text(group, "lunch at noon, anyone?", user_id=61, chat_type="group")
     mention, (answer,) = ask(fake, group, "@docbot who revoked Bensouda's visa?", user_id=61, chat_type="group")
     assert "revoked the American visa" in answer.params["text"]
-    _, (replied,) = ask(fake, group, "Who is the US Secretary of State?", user_id=62, chat_type="group", reply_to=answer.result)
+    _, (replied,) = ask(
+        fake, group, "Who is the US Secretary of State?", user_id=62, chat_type="group", reply_to=answer.result
+    )
     assert "Mike Pompeo" in replied.params["text"]
     _, (command,) = ask(fake, group, "/ask What did he call the court?", user_id=61, chat_type="group")
     assert "kangaroo court" in command.params["text"]  # a follow-up within the group's history
@@ -162,16 +208,27 @@ def test_load_100_chats_5_questions_each(fake, bot):
     for chat in chats:
         replies = [c for c in fake.sent(chat)]
         assert len(replies) == 5, f"chat {chat} got {len(replies)} answers"
-        assert [c.params["reply_parameters"]["message_id"] for c in replies] == [m["message_id"] for c_, m in pushed if c_ == chat]
+        assert [c.params["reply_parameters"]["message_id"] for c in replies] == [
+            m["message_id"] for c_, m in pushed if c_ == chat
+        ]
         latencies += [c.at - fake.pushed_at[c.params["reply_parameters"]["message_id"]] for c in replies]
     p95 = percentile(latencies, 95)
-    print(f"\nload test: 500 questions from 100 chats answered in {elapsed:.1f} s = {500 / elapsed:.1f} answers/s; "
-          f"latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    print(
+        f"\nload test: 500 questions from 100 chats answered in {elapsed:.1f} s = {500 / elapsed:.1f} answers/s; "
+        f"latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+    )
 
 
 def test_every_html_reply_is_valid(fake, bot):
     chat = 77  # its own questions, so the test passes alone; the replies of earlier tests are checked too
-    for text in ("/start", "who revoked Bensouda's visa?", "/sources", "What is the capital of France?", "/sources", "/frobnicate<b>&*_["):
+    for text in (
+        "/start",
+        "who revoked Bensouda's visa?",
+        "/sources",
+        "What is the capital of France?",
+        "/sources",
+        "/frobnicate<b>&*_[",
+    ):
         ask(fake, chat, text)
     html = [c for c in fake.calls if c.method == "sendMessage" and c.params.get("parse_mode") == "HTML"]
     assert len([c for c in html if c.params["chat_id"] == chat]) >= 6
@@ -197,7 +254,10 @@ def tricky_document(tmp_path_factory):
         "The comparison rule says that x < y & z must hold for every *starred* value, while snake_case_names "
         "and [bracketed] notes are kept exactly as written by the engineers of the pipeline.\n\n"
         "The pipeline was designed by Ada Okafor in 2021 and it runs every night on the build cluster.\n\n"
-        + " ".join(f"Step {n} of the pipeline checks that batch {n} arrived complete before it is archived." for n in range(1, 60))
+        + " ".join(
+            f"Step {n} of the pipeline checks that batch {n} arrived complete before it is archived."
+            for n in range(1, 60)
+        )
         + "\n",
         encoding="utf-8",
     )
@@ -221,7 +281,9 @@ def test_restricted_bot_splits_long_replies_and_refuses_strangers(tricky_documen
         long_question = fake.push_text(111, "What does each step of the pipeline check?")
         fake.wait_until(lambda: any(buttons(c) for c in fake.replies_to(long_question)))  # buttons come last
         long_replies = fake.replies_to(long_question)
-        assert sum(len(c.params["text"]) for c in long_replies) > 5000 and all(len(c.params["text"]) <= 200 for c in long_replies)
+        assert sum(len(c.params["text"]) for c in long_replies) > 5000 and all(
+            len(c.params["text"]) <= 200 for c in long_replies
+        )
         assert any("Step 59 of the pipeline" in c.params["text"] for c in long_replies)
         keys = buttons(replies[-1])
         fake.push_callback(replies[-1].result, keys["Sources"], user_id=111)
@@ -238,7 +300,8 @@ def test_a_button_never_shows_another_chats_answer_even_after_a_restart(article,
     with FakeTelegram() as fake, running_bot(fake, config, shared_index_dir, tmp_path / "second.log", onnx_dir):
         _, (other_answer,) = ask(fake, 222, "Who is the US Secretary of State?")
         fake.push_callback(old_answer.result, old_sources, user_id=111)  # the old button, after the restart
-        fake.push_callback(old_answer.result, buttons(other_answer)["Sources"], user_id=111)  # chat 222's key, sent from chat 111
+        # chat 222's key, sent from chat 111
+        fake.push_callback(old_answer.result, buttons(other_answer)["Sources"], user_id=111)
         fake.wait_until(lambda: len(fake.sent(method="answerCallbackQuery")) == 2)
         time.sleep(0.5)
         assert all("expired" in c.params.get("text", "") for c in fake.sent(method="answerCallbackQuery"))
@@ -253,8 +316,14 @@ def test_invalid_token_exits_with_one_line(article, shared_index_dir, tmp_path):
     from tests.conftest import ROOT
 
     with FakeTelegram() as fake:
-        env = os.environ | {"TELEGRAM_BOT_TOKEN": "999:wrong", "TELEGRAM_API_BASE_URL": fake.base_url, "RAG_INDEX_DIR": str(shared_index_dir)}
-        result = subprocess.run([sys.executable, "bot.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        env = os.environ | {
+            "TELEGRAM_BOT_TOKEN": "999:wrong",
+            "TELEGRAM_API_BASE_URL": fake.base_url,
+            "RAG_INDEX_DIR": str(shared_index_dir),
+        }
+        result = subprocess.run(
+            [sys.executable, "bot.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN"
     assert "999:wrong" not in result.stderr
@@ -265,7 +334,10 @@ def test_generated_answers_grow_in_place_then_show_the_verified_text(article, sh
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI() as llm, FakeTelegram() as fake:
-        llm.reply = "The Trump administration revoked the visa of the court's chief prosecutor last year [1]. She was arrested in 2019 [1]."
+        llm.reply = (
+            "The Trump administration revoked the visa of the court's chief prosecutor last year [1]."
+            " She was arrested in 2019 [1]."
+        )
         llm.stream_delay = 0.4
         llm_settings = {"provider": "openai_compatible", "base_url": llm.base_url, "model": "fake", "timeout_s": 30}
         config = write_config(tmp_path / "bot.yaml", article, {"messages_per_second": 1000}, llm=llm_settings)
@@ -277,7 +349,10 @@ def test_generated_answers_grow_in_place_then_show_the_verified_text(article, sh
         assert all(e.params["message_id"] == placeholder.result["message_id"] for e in edits)
         drafts, final = edits[:-1], edits[-1]
         assert drafts and all("drafting" in e.params["text"] for e in drafts)
-        assert all(b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:]))  # at most about one edit a second
-        assert final.params["text"].startswith("The Trump administration revoked the visa of the court's chief prosecutor last year [1].")
+        # at most about one edit a second
+        assert all(b.at - a.at >= 0.9 for a, b in zip(drafts, drafts[1:], strict=False))
+        assert final.params["text"].startswith(
+            "The Trump administration revoked the visa of the court's chief prosecutor last year [1]."
+        )
         assert "arrested" not in final.params["text"] and set(buttons(final)) == {"Sources", "More context"}
         assert all(valid_telegram_html(e.params["text"]) for e in edits)

@@ -62,7 +62,10 @@ def test_a_question_in_another_language_gets_a_hint(engine):
 def test_sessions_in_parallel_threads_get_the_same_answers(engine):
     from concurrent.futures import ThreadPoolExecutor
 
-    conversations = [["Who is the ICC's chief prosecutor?", "Where was she born?"], ["Who is the US Secretary of State?", "What did he call the court?"]] * 4
+    conversations = [
+        ["Who is the ICC's chief prosecutor?", "Where was she born?"],
+        ["Who is the US Secretary of State?", "What did he call the court?"],
+    ] * 4
 
     def run(questions):
         session = engine.new_session()

@@ -11,7 +11,9 @@ def citation(text: str) -> Citation:
 
 def test_scoring_follows_the_design_definitions():
     question = Question("q", 0, "who?", ("Fatou  Bensouda",), "revoked the visa")
-    good = score(question, Answer("who?", "The prosecutor, fatou bensouda.", False, [citation("They revoked the visa.")]), 3)
+    good = score(
+        question, Answer("who?", "The prosecutor, fatou bensouda.", False, [citation("They revoked the visa.")]), 3
+    )
     assert good.correct and good.hit_at_1
     abstained = score(question, Answer("who?", "Fatou Bensouda", True, [citation("revoked the visa")]), 3)
     assert not abstained.correct and not abstained.hit_at_1
@@ -40,9 +42,16 @@ def test_metrics_count_each_group():
 
 def test_load_dataset_reads_all_item_kinds(tmp_path):
     path = tmp_path / "d.jsonl"
-    path.write_text('{"id": "q", "question": "a?", "answers": ["b"]}\n\n{"id": "u", "question": "c?", "unanswerable": true}\n{"id": "t", "turns": [{"question": "d?", "answers": ["e"]}, {"question": "f?", "answers": ["g"]}]}\n')
+    path.write_text(
+        '{"id": "q", "question": "a?", "answers": ["b"]}\n\n{"id": "u", "question": "c?", "unanswerable": true}\n'
+        '{"id": "t", "turns": [{"question": "d?", "answers": ["e"]}, {"question": "f?", "answers": ["g"]}]}\n'
+    )
     items = load_dataset(path)
-    assert [[(q.item_id, q.turn, q.answerable) for q in conv] for conv in items] == [[("q", 0, True)], [("u", 0, False)], [("t", 0, True), ("t", 1, True)]]
+    assert [[(q.item_id, q.turn, q.answerable) for q in conv] for conv in items] == [
+        [("q", 0, True)],
+        [("u", 0, False)],
+        [("t", 0, True), ("t", 1, True)],
+    ]
 
 
 def test_bad_dataset_lines_are_named(tmp_path):

@@ -75,7 +75,12 @@ def test_markdown_and_wrapped_text(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "content", "message"),
-    [("missing.txt", None, "not found"), ("empty.txt", "  \n", "empty"), ("doc.pdf", "x", "unsupported"), ("bin.txt", b"\xff\xfe\x00", "UTF-8")],
+    [
+        ("missing.txt", None, "not found"),
+        ("empty.txt", "  \n", "empty"),
+        ("doc.pdf", "x", "unsupported"),
+        ("bin.txt", b"\xff\xfe\x00", "UTF-8"),
+    ],
 )
 def test_unusable_documents_raise_clear_errors(tmp_path: Path, name, content, message):
     path = tmp_path / name

@@ -28,7 +28,9 @@ def test_sources_quote_passages_in_full():
 
 def test_sources_after_an_abstention_say_nothing_was_quoted():
     text = sources(Answer("q", "doc.txt doesn't say.", True, [CITATION]))
-    assert text.startswith("My last answer quoted nothing") and "Last year, the administration revoked the visa." in text
+    assert (
+        text.startswith("My last answer quoted nothing") and "Last year, the administration revoked the visa." in text
+    )
     assert sources(Answer("q", "doc.txt doesn't say.", True)) == "My last answer quoted nothing from the document."
 
 

@@ -15,15 +15,28 @@ TINY = {
             "title": "Lighthouses",
             "paragraphs": [
                 {
-                    "context": "The Pharos of Alexandria was built in the third century BC. It stood about 100 metres tall.",
+                    "context": "The Pharos of Alexandria was built in the third century BC."
+                    " It stood about 100 metres tall.",
                     "qas": [
-                        {"id": "a1", "question": "How tall was the Pharos?", "answers": [{"text": "about 100 metres", "answer_start": 69}], "is_impossible": False},
+                        {
+                            "id": "a1",
+                            "question": "How tall was the Pharos?",
+                            "answers": [{"text": "about 100 metres", "answer_start": 69}],
+                            "is_impossible": False,
+                        },
                         {"id": "a2", "question": "Who demolished the Pharos?", "answers": [], "is_impossible": True},
                     ],
                 },
                 {
                     "context": "Modern lighthouses use LED lamps.\n\nMany are automated and need no keeper.",
-                    "qas": [{"id": "a3", "question": "What lamps do modern lighthouses use?", "answers": [{"text": "LED lamps", "answer_start": 23}], "is_impossible": False}],
+                    "qas": [
+                        {
+                            "id": "a3",
+                            "question": "What lamps do modern lighthouses use?",
+                            "answers": [{"text": "LED lamps", "answer_start": 23}],
+                            "is_impossible": False,
+                        }
+                    ],
                 },
             ],
         },
@@ -31,8 +44,16 @@ TINY = {
             "title": "Bread_baking",
             "paragraphs": [
                 {
-                    "context": "Sourdough is leavened by wild yeast and lactic acid bacteria. A loaf bakes for about forty minutes.",
-                    "qas": [{"id": "b1", "question": "What leavens sourdough?", "answers": [{"text": "wild yeast", "answer_start": 25}], "is_impossible": False}],
+                    "context": "Sourdough is leavened by wild yeast and lactic acid bacteria."
+                    " A loaf bakes for about forty minutes.",
+                    "qas": [
+                        {
+                            "id": "b1",
+                            "question": "What leavens sourdough?",
+                            "answers": [{"text": "wild yeast", "answer_start": 25}],
+                            "is_impossible": False,
+                        }
+                    ],
                 }
             ],
         },
@@ -52,7 +73,7 @@ def test_articles_become_documents_with_gold_offsets(squad_file, tmp_path):
     assert lighthouses.text.startswith("Lighthouses\n\nThe Pharos") and bread.slug == "Bread_baking"
     assert [q.answerable for q in lighthouses.questions] == [True, False, True]
     for question in lighthouses.questions:
-        for (start, end), answer in zip(lighthouses.spans[question.item_id], question.answers):
+        for (start, end), answer in zip(lighthouses.spans[question.item_id], question.answers, strict=True):
             assert lighthouses.text[start:end] == answer
     assert "\n\nMany are automated" not in lighthouses.text  # a paragraph stays one block
     path = lighthouses.write(tmp_path / "docs")
@@ -77,10 +98,10 @@ def test_a_file_that_is_not_squad_is_refused(tmp_path):
 
 def test_eval_squad_reports_pooled_metrics_and_baselines(squad_file, tmp_path):
     html = tmp_path / "report.html"
+    command = ["eval", "--squad", str(squad_file), "--index-dir", str(tmp_path / "idx"), "--report-html", str(html)]
     result = subprocess.run(
-        [sys.executable, "-m", "rag", "eval", "--squad", str(squad_file), "--index-dir", str(tmp_path / "idx"), "--report-html", str(html)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "rag", *command], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(None, 1) for line in result.stdout.splitlines()[2:16] if line.strip())
     assert lines["questions"].strip() == "4" and lines["unanswerable"].strip() == "1"

@@ -94,19 +94,33 @@ def test_the_index_does_not_depend_on_the_working_folder(article, tmp_path, monk
     import subprocess
     import sys
 
-
     monkeypatch.delenv("RAG_INDEX_DIR")  # the index folder comes from the config file here
     config = tmp_path / "rag.yaml"
     config.write_text(f"documents: [{article}]\nindex_dir: {tmp_path / 'index'}\n", encoding="utf-8")
     somewhere = tmp_path / "elsewhere"
     somewhere.mkdir()
-    runs = [subprocess.run([sys.executable, "-m", "rag", "index", "--config", str(config)], cwd=cwd, capture_output=True, text=True, timeout=300) for cwd in (article.parent, somewhere, article.parent)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "rag", "index", "--config", str(config)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for cwd in (article.parent, somewhere, article.parent)
+    ]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
     assert "Building the index" in runs[0].stderr
     assert "Building the index" not in runs[1].stderr + runs[2].stderr  # one index, shared
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["documents"][0]["source"] == str(article.resolve())
-    asked = subprocess.run([sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"], cwd=article.parent, capture_output=True, text=True, timeout=300)
+    asked = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "--json", "--config", str(config), "who revoked Bensouda's visa?"],
+        cwd=article.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert json.loads(asked.stdout)["citations"][0]["source"] == article.name  # relative when shown
 
 
@@ -117,10 +131,57 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
     from tests.conftest import ROOT
 
     index_dir = tmp_path / "shared"
-    command = [sys.executable, "-m", "rag", "ask", "--json", "--doc", str(article), "--index-dir", str(index_dir), "who revoked Bensouda's visa?"]
-    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "rag",
+        "ask",
+        "--json",
+        "--doc",
+        str(article),
+        "--index-dir",
+        str(index_dir),
+        "who revoked Bensouda's visa?",
+    ]
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [p.communicate(timeout=600) for p in processes]
     assert all(p.returncode == 0 for p in processes), results
     assert sum("Building the index" in err for _, err in results) == 1  # the other waited and loaded it
     assert all("revoked the American visa" in out for out, _ in results)
     assert not list(index_dir.glob(".build-*"))  # no half-built leftovers
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (VECTORS, b"null", "holds no index"),  # faiss reads its "null" marker as no index at all
+        (DOCSTORE, b"[]", "is not a llama-index store"),
+        (INDEX_STORE, b'{"index_store/data": 5}', "is not a llama-index store"),
+    ],
+)
+def test_index_files_holding_something_else_are_reported_as_corrupt(copied, name, content, problem):
+    path = copied.index_dir / name
+    path.write_bytes(content)
+    with pytest.raises(IndexCorruptError, match=problem) as error:
+        Engine.open(copied)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("faiss.read_index", AttributeError),  # e.g. faiss renamed or changed its reader
+        ("llama_index.core.storage.index_store.keyval_index_store.KVIndexStore.index_structs", TypeError),
+    ],
+)
+def test_a_bug_or_library_change_while_loading_is_not_reported_as_a_corrupt_index(copied, monkeypatch, target, error):
+    """Only a file that cannot be read back means "rebuild"; anything else keeps its traceback."""
+
+    def broken(*args, **kwargs):
+        raise error("simulated incompatible library")
+
+    monkeypatch.setattr(target, broken)
+    with pytest.raises(error, match="simulated incompatible library"):
+        Engine.open(copied)

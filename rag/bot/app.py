@@ -29,7 +29,11 @@ async def post_init(application: Application) -> None:
     engine = await asyncio.to_thread(Engine.open, config, False, logger.info)
     application.bot_data["state"] = handlers.BotState.create(engine, config.telegram)
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS.items()])
-    logger.info("Ready: answering questions about %s as @%s", ", ".join(d.title for d in engine.documents), application.bot.username)
+    logger.info(
+        "Ready: answering questions about %s as @%s",
+        ", ".join(d.title for d in engine.documents),
+        application.bot.username,
+    )
 
 
 def build_application(config: Config, token: str) -> Application:
@@ -41,13 +45,26 @@ def build_application(config: Config, token: str) -> Application:
         .base_url(tg.base_url)
         .request(RetryingRequest(retries=tg.send_retries, connection_pool_size=64))
         .get_updates_request(RetryingRequest(retries=0))
-        .rate_limiter(AIORateLimiter(overall_max_rate=tg.messages_per_second, group_max_rate=tg.group_messages_per_minute, max_retries=tg.send_retries))
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=tg.messages_per_second,
+                group_max_rate=tg.group_messages_per_minute,
+                max_retries=tg.send_retries,
+            )
+        )
         .concurrent_updates(PerChatUpdateProcessor(256))
         .post_init(post_init)
         .build()
     )
     application.bot_data["config"] = config
-    commands = {"start": handlers.start, "help": handlers.start, "about": handlers.about, "reset": handlers.reset, "sources": handlers.sources, "ask": handlers.ask}
+    commands = {
+        "start": handlers.start,
+        "help": handlers.start,
+        "about": handlers.about,
+        "reset": handlers.reset,
+        "sources": handlers.sources,
+        "ask": handlers.ask,
+    }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGES))
     private = filters.ChatType.PRIVATE & NEW_MESSAGES
@@ -61,9 +78,12 @@ def build_application(config: Config, token: str) -> Application:
 
 def configure_logging(token: str) -> None:
     """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token is redacted."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper())
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper()
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs request URLs, which hold the token
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # "Could not load library with AVX512 support": harmless
+    # faiss.loader logs "Could not load library with AVX512 support": harmless
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactToken(token))
         handler.addFilter(NoStartupTraceback())
@@ -74,7 +94,9 @@ class NoStartupTraceback(logging.Filter):
     token): `main` reports that failure in one line of its own."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name.startswith("telegram.ext") and str(record.msg).startswith("Network Retry Loop (Bootstrap"))
+        return not (
+            record.name.startswith("telegram.ext") and str(record.msg).startswith("Network Retry Loop (Bootstrap")
+        )
 
 
 def main() -> int:
@@ -86,6 +108,10 @@ def main() -> int:
     try:
         config = load_config()
         load_documents(config)  # a missing or unreadable document fails before any network traffic
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
         build_application(config, token).run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
     except InvalidToken:
         print("error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN", file=sys.stderr)

@@ -26,28 +26,33 @@ DRAFT_LABEL = "✍️ <i>drafting, then checking every sentence against the sour
 
 
 class DraftEditor:
-    def __init__(self, question: Message, limit: int, interval_s: float = 1.0):
-        self.question = question
+    """Edits `placeholder`, the bot's reply to a question, as the generated answer grows."""
+
+    def __init__(self, placeholder: Message, limit: int, interval_s: float = 1.0):
+        self.placeholder = placeholder
         self.limit = limit
         self.interval_s = interval_s
         self.loop = asyncio.get_running_loop()
-        self.placeholder: Message | None = None
         self.last_edit = 0.0
-        self.pending: Future | None = None
+        self.pending: Future[None] | None = None
         self.edits = 0
 
-    async def start(self) -> None:
-        """Send the message that drafts will fill, as a reply to the question."""
-        self.placeholder = await self.question.reply_text(DRAFT_LABEL, parse_mode=ParseMode.HTML, do_quote=True)
+    @classmethod
+    async def start(cls, question: Message, limit: int, interval_s: float = 1.0) -> DraftEditor:
+        """Send the message that drafts will fill, as a reply to the question, and edit it from then on."""
+        placeholder = await question.reply_text(DRAFT_LABEL, parse_mode=ParseMode.HTML, do_quote=True)
+        return cls(placeholder, limit, interval_s)
 
     def push(self, text: str) -> None:
         """Called from the engine's thread with the reply so far; edits are throttled."""
         now = time.monotonic()
-        if self.placeholder is None or now - self.last_edit < self.interval_s or (self.pending and not self.pending.done()):
+        if now - self.last_edit < self.interval_s or (self.pending and not self.pending.done()):
             return
         self.last_edit = now
         draft = snippet(text, self.limit - len(DRAFT_LABEL) - 10)
-        self.pending = asyncio.run_coroutine_threadsafe(self._edit(f"{DRAFT_LABEL}\n\n{render.escape_html(draft)}"), self.loop)
+        self.pending = asyncio.run_coroutine_threadsafe(
+            self._edit(f"{DRAFT_LABEL}\n\n{render.escape_html(draft)}"), self.loop
+        )
 
     async def finish(self, chunks: list[str], markup: InlineKeyboardMarkup | None) -> list[str]:
         """Put the verified answer's first chunk in place of the draft; return the chunks still to send."""

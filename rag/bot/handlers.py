@@ -12,19 +12,19 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update
+from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update, User
 from telegram.constants import ChatAction, ChatType
 from telegram.error import Conflict, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from rag.bot import render
-from rag.render import snippet
 from rag.bot.drafts import DraftEditor
-from rag.bot.transport import html_or_plain
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
+from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
 from rag.errors import QuestionError
+from rag.render import snippet
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,45 @@ class BotState:
     @classmethod
     def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
         idle = config.session_idle_minutes * 60
-        return cls(engine, config, Conversations(engine.new_session, idle, config.max_chats), RateLimiter(config.questions_per_minute))
+        return cls(
+            engine,
+            config,
+            Conversations(engine.new_session, idle, config.max_chats),
+            RateLimiter(config.questions_per_minute),
+        )
 
 
 def state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
+    """The bot's shared objects, loaded in `post_init`."""
     return context.bot_data["state"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What the handlers need from an update: the message to reply to, its chat and its sender."""
+
+    message: Message
+    chat: Chat
+    user: User
+
+
+def incoming(update: Update) -> Incoming | None:
+    """The message, chat and sender of `update`, or None (logged at DEBUG) when one is missing.
+
+    New messages and callback queries on an accessible message, all the handlers receive, have
+    all three; anything else is ignored."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    if message is None or chat is None or user is None:
+        logger.debug("ignoring update %s: no message, chat or sender", update.update_id)
+        return None
+    return Incoming(message, chat, user)
+
+
+async def admitted(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Incoming | None:
+    """`incoming(update)` when the sender may use the bot; None when refused (`refused` replied)."""
+    if await refused(update, context):
+        return None
+    return incoming(update)
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -62,59 +96,64 @@ def state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Say what the bot knows and offer example questions."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
     st = state(context)
     titles = ", ".join(render.escape_html(d.title) for d in st.engine.documents)
     text = (
         f"I answer questions about <b>{titles}</b>: <i>{render.escape_html(snippet(st.engine.summary, 200))}</i>\n\n"
         "Send me a question and I'll reply with a quote from the text and numbered sources. "
-        "In a group, mention me, reply to me or use /ask.\n\n" + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
+        "In a group, mention me, reply to me or use /ask.\n\n"
+        + "\n".join(f"/{name} – {what}" for name, what in COMMANDS.items())
     )
     examples = [[InlineKeyboardButton(q, callback_data=f"ask:{i}")] for i, q in enumerate(st.config.example_questions)]
-    await send(update.effective_message, [text], InlineKeyboardMarkup(examples) if examples else None)
+    await send(got.message, [text], InlineKeyboardMarkup(examples) if examples else None)
 
 
 async def about(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Show the document, model and index facts."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
     facts = state(context).engine.about()
     lines = [f"<b>Documents:</b> {render.escape_html('; '.join(facts['documents']))}"]
-    lines += [f"<b>{key.capitalize()}:</b> {render.escape_html(str(facts[key]))}" for key in ("passages", "model", "chunking")]
-    await send(update.effective_message, ["\n".join(lines)])
+    lines += [
+        f"<b>{key.capitalize()}:</b> {render.escape_html(str(facts[key]))}" for key in ("passages", "model", "chunking")
+    ]
+    await send(got.message, ["\n".join(lines)])
 
 
 async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Forget this chat's conversation."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
-    state(context).conversations.reset(update.effective_chat.id)
-    await send(update.effective_message, ["Conversation cleared. Follow-up questions start afresh."])
+    state(context).conversations.reset(got.chat.id)
+    await send(got.message, ["Conversation cleared. Follow-up questions start afresh."])
 
 
 async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Re-send the full sources of the chat's last answer."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
-    answer = state(context).conversations.session(update.effective_chat.id).last_answer
-    await send(update.effective_message, render.sources_html(answer, state(context).config.message_chars))
+    answer = state(context).conversations.session(got.chat.id).last_answer
+    await send(got.message, render.sources_html(answer, state(context).config.message_chars))
 
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/ask QUESTION: answer a question (the way to ask in groups)."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
     if not context.args:
-        await send(update.effective_message, ["Usage: /ask followed by your question, e.g. /ask Who revoked the visa?"])
+        await send(got.message, ["Usage: /ask followed by your question, e.g. /ask Who revoked the visa?"])
         return
-    await answer_question(update, context, " ".join(context.args))
+    await answer_question(got, context, " ".join(context.args))
 
 
 async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Point to /help for a command the bot does not know."""
-    command = render.escape_html(update.effective_message.text.split()[0])
-    await send(update.effective_message, [f"I don't know the command {command}. Try /help."])
+    if (got := incoming(update)) is None:
+        return
+    command = render.escape_html((got.message.text or "").split()[0])
+    await send(got.message, [f"I don't know the command {command}. Try /help."])
 
 
 # ---- messages and buttons -------------------------------------------------------------------
@@ -122,67 +161,87 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 
 async def text_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A text message: in private chats always a question; in groups only when addressed to the bot."""
-    question = addressed_question(update.effective_message, context)
+    if (got := incoming(update)) is None:
+        return
+    question = addressed_question(got.message, context)
     if question is None or await refused(update, context):
         return
-    await answer_question(update, context, question)
+    await answer_question(got, context, question)
 
 
 async def not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Photos, stickers, voice, files, locations...: explain what the bot reads."""
-    if await refused(update, context):
+    if (got := await admitted(update, context)) is None:
         return
-    await send(update.effective_message, ["I can only read text. Please type your question about the document."])
+    await send(got.message, ["I can only read text. Please type your question about the document."])
 
 
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Inline buttons: example questions, "Sources" and "More context"."""
     query = update.callback_query
+    if query is None:
+        return
     if await refused(update, context):
         await query.answer("Sorry, this bot is private.")
         return
     kind, _, key = (query.data or "").partition(":")
     st = state(context)
-    if kind == "ask" and key.isdigit() and int(key) < len(st.config.example_questions):
+    got = incoming(update)  # None when the button's message is no longer accessible to the bot
+    if got is not None and kind == "ask" and key.isdigit() and int(key) < len(st.config.example_questions):
         await query.answer()
-        await answer_question(update, context, st.config.example_questions[int(key)], show_question=True)
+        await answer_question(got, context, st.config.example_questions[int(key)], show_question=True)
         return
-    message = query.message
-    answer = st.archive.get(message.chat.id, key) if kind in ("src", "ctx") and message is not None else None
-    if answer is None or message is None:
+    answer = st.archive.get(got.chat.id, key) if got is not None and kind in ("src", "ctx") else None
+    if got is None or answer is None:
         await query.answer("This button has expired. Please ask the question again.")
         return
     await query.answer()
     if kind == "src":
-        await send(query.message, render.sources_html(answer, st.config.message_chars))
+        await send(got.message, render.sources_html(answer, st.config.message_chars))
     else:
         paragraphs = st.engine.paragraphs_around(answer.citations[0])
-        text = "\n\n".join(f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}" for number, body in paragraphs)
-        await send_plain(query.message, text or "No surrounding text found.", st.config.message_chars)
+        text = "\n\n".join(
+            f"¶{number}{' (cited)' if number == answer.citations[0].paragraph else ''}: {body}"
+            for number, body in paragraphs
+        )
+        await send_plain(got.message, text or "No surrounding text found.", st.config.message_chars)
 
 
-async def answer_question(update: Update, context: ContextTypes.DEFAULT_TYPE, question: str, show_question: bool = False) -> None:
+async def answer_question(
+    got: Incoming, context: ContextTypes.DEFAULT_TYPE, question: str, show_question: bool = False
+) -> None:
     """Check the question and the sender's rate, answer in a thread, reply with buttons."""
     st = state(context)
-    message = update.effective_message
+    message = got.message
     try:
         question = check_question(question, st.engine.config.answer.max_question_chars)
     except QuestionError as exc:
         await send(message, [render.escape_html(str(exc))])
         return
-    if not st.limiter.allow(update.effective_user.id):
-        await send(message, [f"You're asking faster than I can keep up with ({st.config.questions_per_minute} questions a minute). Please wait a moment."])
+    if not st.limiter.allow(got.user.id):
+        rate = st.config.questions_per_minute
+        await send(
+            message,
+            [f"You're asking faster than I can keep up with ({rate} questions a minute). Please wait a moment."],
+        )
         return
-    await typing(update, context)
-    drafts = DraftEditor(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
-    if drafts is not None:
-        await drafts.start()
-    session = st.conversations.session(update.effective_chat.id)
+    await typing(got.chat.id, context)
+    drafts = (
+        await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
+    )
+    session = st.conversations.session(got.chat.id)
     answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
-    key = st.archive.add(update.effective_chat.id, answer)
+    key = st.archive.add(got.chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton("Sources", callback_data=f"src:{key}"), InlineKeyboardButton("More context", callback_data=f"ctx:{key}")]])
+        markup = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Sources", callback_data=f"src:{key}"),
+                    InlineKeyboardButton("More context", callback_data=f"ctx:{key}"),
+                ]
+            ]
+        )
     chunks = render.telegram_html(answer, st.config.message_chars, question if show_question else None)
     if drafts is not None:
         chunks = await drafts.finish(chunks, markup)
@@ -226,7 +285,10 @@ async def refused(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
 async def send(message: Message, chunks: list[str], markup: InlineKeyboardMarkup | None = None) -> None:
     """Reply to `message` with HTML chunks (buttons on the last); plain text if Telegram rejects the markup."""
     for i, chunk in enumerate(chunks):
-        kwargs = {"reply_markup": markup if i == len(chunks) - 1 else None, "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True)}
+        kwargs = {
+            "reply_markup": markup if i == len(chunks) - 1 else None,
+            "reply_parameters": ReplyParameters(message.message_id, allow_sending_without_reply=True),
+        }
         await html_or_plain(functools.partial(message.get_bot().send_message, message.chat_id), chunk, **kwargs)
 
 
@@ -235,10 +297,10 @@ async def send_plain(message: Message, text: str, limit: int) -> None:
     await send(message, render.split_messages([render.escape_html(p) for p in text.split("\n\n")], limit))
 
 
-async def typing(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Show "typing..." while the engine works; purely cosmetic, so failures are ignored."""
+async def typing(chat_id: int, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Show "typing..." in `chat_id` while the engine works; purely cosmetic, so failures are ignored."""
     try:
-        await context.bot.send_chat_action(update.effective_chat.id, ChatAction.TYPING)
+        await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
     except TelegramError as exc:
         logger.debug("typing action failed: %s", exc)
 
@@ -247,7 +309,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the error with its context and, when there is a chat, apologise."""
     error = context.error
     if isinstance(error, Conflict):
-        logger.error("Another bot instance is polling with this token (Telegram says: %s). Stop the other instance.", error)
+        logger.error(
+            "Another bot instance is polling with this token (Telegram says: %s). Stop the other instance.", error
+        )
         return
     if update is None and isinstance(error, NetworkError):
         logger.warning("Network problem while polling Telegram: %s (retrying)", error)

@@ -23,7 +23,10 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
         heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")
         quoted = {n for _, n in answer.parts} if not answer.abstained else set()
-        parts += [f"[{c.n}] {'quoted above' if c.n in quoted else f'<i>{escape_html(snippet(c.text))}</i>'} ({_where(c)})" for c in answer.citations]
+        parts += [
+            f"[{c.n}] {'quoted above' if c.n in quoted else f'<i>{escape_html(snippet(c.text))}</i>'} ({_where(c)})"
+            for c in answer.citations
+        ]
     return split_messages(parts, limit)
 
 
@@ -34,7 +37,10 @@ def sources_html(answer: Answer | None, limit: int = TELEGRAM_LIMIT) -> list[str
     if answer.abstained or not answer.citations:
         return split_messages([escape_html(p) for p in nothing_quoted(answer).split("\n")], limit)
     quoted = {n for _, n in answer.parts}
-    blocks = [f"<b>[{c.n}]</b> {_where(c)}{' – quoted in the answer' if c.n in quoted else ''}\n“{escape_html(c.text)}”" for c in answer.citations]
+    blocks = [
+        f"<b>[{c.n}]</b> {_where(c)}{' – quoted in the answer' if c.n in quoted else ''}\n“{escape_html(c.text)}”"
+        for c in answer.citations
+    ]
     return split_messages(blocks, limit)
 
 
@@ -73,5 +79,3 @@ def split_messages(paragraphs: list[str], limit: int = TELEGRAM_LIMIT) -> list[s
 
 def _flush(messages: list[str], current: str) -> list[str]:
     return messages + [current] if current else messages
-
-

@@ -44,7 +44,9 @@ class BoundedStore(Generic[T]):
 class Conversations:
     """One `ChatSession` per chat, forgotten after `idle_seconds` without a question."""
 
-    def __init__(self, new_session: Callable[[], ChatSession], idle_seconds: float, max_chats: int, clock: Clock = time.monotonic):
+    def __init__(
+        self, new_session: Callable[[], ChatSession], idle_seconds: float, max_chats: int, clock: Clock = time.monotonic
+    ):
         self.new_session = new_session
         self.idle_seconds = idle_seconds
         self.clock = clock

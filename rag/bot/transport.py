@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import BaseUpdateProcessor
-from telegram.request import HTTPXRequest
+from telegram.request import HTTPXRequest, RequestData
+
+if TYPE_CHECKING:
+    from telegram._utils.types import ODVInput  # the timeout type of `do_request`; only exported privately
 
 logger = logging.getLogger(__name__)
 RETRIED_STATUS = {500, 502, 503, 504}
@@ -49,13 +51,24 @@ class RetryingRequest(HTTPXRequest):
         self.retries = retries
         self.backoff_s = backoff_s
 
-    async def do_request(self, url: str, method: str, request_data=None, **timeouts: Any) -> tuple[int, bytes]:
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = HTTPXRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        """`HTTPXRequest.do_request`, retried on connection failures and 5xx answers (not timeouts)."""
+        timeouts = (read_timeout, write_timeout, connect_timeout, pool_timeout)
         endpoint = url.rsplit("/", 1)[-1]  # never log the URL: it contains the token
         retriable = endpoint != "getUpdates"
         for attempt in range(self.retries + 1):
             last = attempt == self.retries or not retriable
             try:
-                status, payload = await super().do_request(url, method, request_data, **timeouts)
+                status, payload = await super().do_request(url, method, request_data, *timeouts)
             except TimedOut:
                 raise
             except NetworkError as exc:
