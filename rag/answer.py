@@ -86,7 +86,13 @@ class Ranked:
 class Answerer(Protocol):
     """What every answerer offers the engine."""
 
-    def answer(self, question: str, candidates: list[Candidate], context: str = "", on_draft: Callable[[str], None] | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        candidates: list[Candidate],
+        context: str = "",
+        on_draft: Callable[[str], None] | None = None,
+    ) -> Answer:
         """Answer `question` from retrieval `candidates`, with the conversation `context`."""
         ...
 
@@ -98,7 +104,15 @@ class Answerer(Protocol):
 class ExtractiveAnswerer:
     """Quotes the sentence the learned ranker puts first, or abstains when confidence is low."""
 
-    def __init__(self, nodes: list[TextNode], texts: dict[str, str], config: AnswerConfig, top_k: int, model: RankerModel, document: str):
+    def __init__(
+        self,
+        nodes: list[TextNode],
+        texts: dict[str, str],
+        config: AnswerConfig,
+        top_k: int,
+        model: RankerModel,
+        document: str,
+    ):
         self.config = config
         self.top_k = top_k
         self.texts = texts  # source -> full document text, for citation slices
@@ -111,7 +125,13 @@ class ExtractiveAnswerer:
         self.threshold = model.threshold if config.min_confidence is None else config.min_confidence
         self.abstain_message = config.abstain_message.replace("{document}", document)
 
-    def answer(self, question: str, candidates: list[Candidate], context: str = "", on_draft: Callable[[str], None] | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        candidates: list[Candidate],
+        context: str = "",
+        on_draft: Callable[[str], None] | None = None,
+    ) -> Answer:
         """Answer `question` from retrieval `candidates`; `context` is the conversation so far.
         (`on_draft` is the generative answerer's; a quote has no drafts.)"""
         return self.answer_and_passages(question, candidates, context).answer
@@ -129,11 +149,17 @@ class ExtractiveAnswerer:
             return Answer(question, self.abstain_message, True, self.citations(closest), confidence=confidence)
         best = ranked[0]
         quoted = self._quoted(best.node)
-        cited = _unique([best] + [Scored(node, best.score) for node in quoted] + [s for s in ranked[1:] if s.score >= self.config.citation_min_score])
+        cited = _unique(
+            [best]
+            + [Scored(node, best.score) for node in quoted]
+            + [s for s in ranked[1:] if s.score >= self.config.citation_min_score]
+        )
         citations = self.citations(cited[: max(self.top_k, len(quoted))])
         number = {s.node.node_id: n for n, s in enumerate(cited, start=1)}
         parts = [(normalise(node.text), number[node.node_id]) for node in quoted]
-        return Answer(question, " ".join(text for text, _ in parts), False, citations, confidence=confidence, parts=parts)
+        return Answer(
+            question, " ".join(text for text, _ in parts), False, citations, confidence=confidence, parts=parts
+        )
 
     def standalone(self, question: str, context: str) -> tuple[str, str]:
         """The question to retrieve with, and the context to keep: here both unchanged (the
@@ -149,9 +175,15 @@ class ExtractiveAnswerer:
         x = self.features.candidates(question, candidates, context)
         scores = self.model.ranker(x) if len(candidates) else np.zeros(0)
         allowed = self.features.offers_kind(question, candidates)
-        confidence = sigmoid(float(self.model.confidence(self.features.question(question, candidates, x, scores, allowed))))
+        confidence = sigmoid(
+            float(self.model.confidence(self.features.question(question, candidates, x, scores, allowed)))
+        )
         probabilities = softmax(scores) if len(candidates) else scores
-        ranked = sorted((Scored(c.node, float(p)) for c, p, ok in zip(candidates, probabilities, allowed) if ok), key=lambda s: s.score, reverse=True)
+        ranked = sorted(
+            (Scored(c.node, float(p)) for c, p, ok in zip(candidates, probabilities, allowed, strict=True) if ok),
+            key=lambda s: s.score,
+            reverse=True,
+        )
         return ranked, confidence
 
     @property
@@ -184,7 +216,15 @@ class ExtractiveAnswerer:
     def _citation(self, n: int, scored: Scored) -> Citation:
         meta = scored.node.metadata
         text = self.texts[meta["source"]][meta["start"] : meta["end"]]
-        return Citation(n, normalise(text), meta["start"], meta["end"], meta["paragraph"], round(scored.score, 4), display_path(Path(meta["source"])))
+        return Citation(
+            n,
+            normalise(text),
+            meta["start"],
+            meta["end"],
+            meta["paragraph"],
+            round(scored.score, 4),
+            display_path(Path(meta["source"])),
+        )
 
 
 def _unique(scored: list[Scored]) -> list[Scored]:

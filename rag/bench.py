@@ -39,9 +39,16 @@ SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else 
 LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
 DEBIAN_PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
 CORPUS_QUESTIONS = [
-    "How do I join two paths?", "What does json.dumps return?", "How can I read a CSV file?", "What is a deque?",
-    "How do I start a subprocess and capture its output?", "What does functools.lru_cache do?", "How do I parse command-line arguments?",
-    "What is the difference between a list and a tuple?", "How do I compute a SHA-256 hash?", "What does the itertools.chain function do?",
+    "How do I join two paths?",
+    "What does json.dumps return?",
+    "How can I read a CSV file?",
+    "What is a deque?",
+    "How do I start a subprocess and capture its output?",
+    "What does functools.lru_cache do?",
+    "How do I parse command-line arguments?",
+    "What is the difference between a list and a tuple?",
+    "How do I compute a SHA-256 hash?",
+    "What does the itertools.chain function do?",
 ]
 
 
@@ -65,7 +72,9 @@ def _starter_retriever(index_dir: str):
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     embed = _starter_embedding()
-    storage = StorageContext.from_defaults(vector_store=FaissVectorStore.from_persist_dir(index_dir), persist_dir=index_dir)
+    storage = StorageContext.from_defaults(
+        vector_store=FaissVectorStore.from_persist_dir(index_dir), persist_dir=index_dir
+    )
     return load_index_from_storage(storage, embed_model=embed).as_retriever(similarity_top_k=3)
 
 
@@ -77,7 +86,9 @@ def baseline_build(doc: str, index_dir: str) -> dict:
     embed = _starter_embedding()
     started = time.perf_counter()
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatL2(384)))
-    index = VectorStoreIndex.from_documents([Document(text=Path(doc).read_text())], storage_context=storage, embed_model=embed)
+    index = VectorStoreIndex.from_documents(
+        [Document(text=Path(doc).read_text())], storage_context=storage, embed_model=embed
+    )
     index.storage_context.persist(persist_dir=index_dir)
     return {"build_s": time.perf_counter() - started}
 
@@ -102,7 +113,12 @@ def ours_build(doc: str, index_dir: str) -> dict:
     started = time.perf_counter()
     stored = open_index(config, documents, embed, rebuild=True, progress=lambda m: print(m, file=sys.stderr))
     size = sum(f.stat().st_size for f in Path(index_dir).iterdir() if f.is_file())
-    return {"build_s": time.perf_counter() - started, "passages": len(stored.nodes), "index_mb": size / 2**20, "faiss": stored.manifest["faiss_index"]}
+    return {
+        "build_s": time.perf_counter() - started,
+        "passages": len(stored.nodes),
+        "index_mb": size / 2**20,
+        "faiss": stored.manifest["faiss_index"],
+    }
 
 
 def ours_warm(doc: str, index_dir: str, questions: str) -> dict:
@@ -161,7 +177,13 @@ def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_
             cold_ours.append(_wall([sys.executable, *ask], cwd=work))
             first = ["-m", "rag.bench", "baseline_first", str(starter_index), questions[0]]
             cold_starter.append(_wall([sys.executable, *first], cwd=work))
-        rows.append((f"cold start to first answer, median of {runs} (s)", statistics.median(cold_ours), statistics.median(cold_starter)))
+        rows.append(
+            (
+                f"cold start to first answer, median of {runs} (s)",
+                statistics.median(cold_ours),
+                statistics.median(cold_starter),
+            )
+        )
         warm = _worker("ours_warm", ARTICLE, ours_index, json.dumps(questions), cwd=work)
         warm_starter = _worker("baseline_warm", str(starter_index), json.dumps(questions), cwd=work)
         rows += [
@@ -207,7 +229,11 @@ def _bot_rows() -> list[tuple[str, float | None, float | None]]:
     if not match:
         return [("Telegram load test", None, None)]
     rate, p50, p95 = (float(x) for x in match.groups())
-    return [("Telegram bot, 100 chats x 5 questions: answers/s", rate, None), ("  latency p50 (ms)", p50, None), ("  latency p95 (ms)", p95, None)]
+    return [
+        ("Telegram bot, 100 chats x 5 questions: answers/s", rate, None),
+        ("  latency p50 (ms)", p50, None),
+        ("  latency p95 (ms)", p95, None),
+    ]
 
 
 def _worker(name: str, *args: Any, cwd: Path, timeout: float = 1800) -> dict:

@@ -47,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the packaged default)")
-    common.add_argument("--doc", type=Path, action="append", help="answer from this document instead of the configured ones (repeat for several)")
+    common.add_argument(
+        "--doc",
+        type=Path,
+        action="append",
+        help="answer from this document instead of the configured ones (repeat for several)",
+    )
     common.add_argument("--index-dir", type=Path, help="folder of the persisted index")
 
-    parser = argparse.ArgumentParser(prog="python -m rag", description="Ask questions about a document; answers quote it and cite passages.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rag", description="Ask questions about a document; answers quote it and cite passages."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", parents=[common], help="build the index (or check it is up to date)")
@@ -59,30 +66,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question", help="the question, in quotes")
-    ask.add_argument("--json", action="store_true", help="print the answer JSON (README, \"Formats\")")
+    ask.add_argument("--json", action="store_true", help='print the answer JSON (README, "Formats")')
     ask.set_defaults(handler=run_ask)
 
     chat = commands.add_parser("chat", parents=[common], help="chat with the document in the terminal")
     chat.set_defaults(handler=run_chat)
 
-    evaluate = commands.add_parser("eval", parents=[common], help="measure answer quality on a JSONL or SQuAD question set")
+    evaluate = commands.add_parser(
+        "eval", parents=[common], help="measure answer quality on a JSONL or SQuAD question set"
+    )
     dataset = evaluate.add_mutually_exclusive_group(required=True)
     dataset.add_argument("--dataset", type=Path, help="JSONL question set (see eval/)")
     dataset.add_argument("--squad", type=Path, help="SQuAD-format JSON: each article is a document with its own index")
-    evaluate.add_argument("--articles", help="with --squad: N (the first N articles), 'held-out' (those the ranker was not fitted on) or comma-separated titles")
+    evaluate.add_argument(
+        "--articles",
+        help="with --squad: N (the first N articles), 'held-out' (those the ranker was not fitted on)"
+        " or comma-separated titles",
+    )
     evaluate.add_argument("--predictions", type=Path, help="write one answer JSON per line here")
     evaluate.add_argument("--report", type=Path, help="write the metrics and failures here as JSON")
-    evaluate.add_argument("--report-html", type=Path, help="write a quality report with plots here (HTML, images inline)")
+    evaluate.add_argument(
+        "--report-html", type=Path, help="write a quality report with plots here (HTML, images inline)"
+    )
     evaluate.set_defaults(handler=run_eval)
 
-    train = commands.add_parser("train", parents=[common], help="fit the ranker and abstention threshold on SQuAD articles")
+    train = commands.add_parser(
+        "train", parents=[common], help="fit the ranker and abstention threshold on SQuAD articles"
+    )
     train.add_argument("--squad", type=Path, required=True, help="SQuAD-format JSON holding the fit articles")
-    train.add_argument("--out", type=Path, help="where to write the model (default: the packaged rag/models/ranker.json)")
+    train.add_argument(
+        "--out", type=Path, help="where to write the model (default: the packaged rag/models/ranker.json)"
+    )
     train.set_defaults(handler=run_train)
 
     bench = commands.add_parser("bench", help="benchmark against the llama-index starter pattern")
     bench.add_argument("--quick", action="store_true", help="a tiny run (seconds, not minutes)")
-    bench.add_argument("--corpus", type=Path, help="large corpus: a text file or a folder of .txt files (default: Debian's python3.11-doc sources)")
+    bench.add_argument(
+        "--corpus",
+        type=Path,
+        help="large corpus: a text file or a folder of .txt files (default: Debian's python3.11-doc sources)",
+    )
     bench.add_argument("--no-bot", action="store_true", help="skip the Telegram load test")
     bench.set_defaults(handler=run_bench)
     return parser
@@ -108,7 +131,6 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_ask(args: argparse.Namespace) -> int:
     from rag import render
-
     from rag.engine import check_question
 
     config = load(args)
@@ -170,9 +192,22 @@ def run_eval(args: argparse.Namespace) -> int:
         articles = select(load_squad(args.squad), args.articles, fitted)
         seen = [a.title for a in articles if a.title in fitted]
         if seen:
-            print(f"note: the ranker was fitted on {', '.join(seen)}; scores there are not held-out figures (use --articles held-out)", file=sys.stderr)
-        print(f"Evaluating {len(articles)} SQuAD articles (indexes in {squad_folder(args, config)})...", file=sys.stderr, flush=True)
-        result = evaluate_squad(config, articles, squad_folder(args, config), progress=lambda message: print(message, file=sys.stderr, flush=True))
+            print(
+                f"note: the ranker was fitted on {', '.join(seen)};"
+                " scores there are not held-out figures (use --articles held-out)",
+                file=sys.stderr,
+            )
+        print(
+            f"Evaluating {len(articles)} SQuAD articles (indexes in {squad_folder(args, config)})...",
+            file=sys.stderr,
+            flush=True,
+        )
+        result = evaluate_squad(
+            config,
+            articles,
+            squad_folder(args, config),
+            progress=lambda message: print(message, file=sys.stderr, flush=True),
+        )
     else:
         result = evaluate(open_engine(config), load_dataset(args.dataset))
     print(format_report(result))
@@ -192,7 +227,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = load(args)
     out = args.out or MODEL_FILE
-    model, figures = train(config, load_squad(args.squad), squad_folder(args, config), progress=lambda message: print(message, file=sys.stderr, flush=True))
+    model, figures = train(
+        config,
+        load_squad(args.squad),
+        squad_folder(args, config),
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
     model.save(out)
     print(f"Model written to {out} (threshold {model.threshold:.3f})")
     for key, value in figures.items():

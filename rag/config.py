@@ -4,9 +4,9 @@ Every setting has a default, so an empty file is valid. Unknown keys and bad val
 `ConfigError` naming the key (e.g. ``retrieval.top_k``). Paths in the file are relative to the
 file's folder, with one exception: the default config shipped in the package (`DEFAULT_CONFIG`,
 used when there is no ./config.yaml) keeps a relative ``index_dir`` in the user cache folder
-(e.g. ~/.cache/rag/index), never inside site-packages. Environment variables override paths (``RAG_DOC``, ``RAG_INDEX_DIR``,
-``RAG_ONNX_DIR``) and the
-Telegram endpoint (``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
+(e.g. ~/.cache/rag/index), never inside site-packages. Environment variables override paths
+(``RAG_DOC``, ``RAG_INDEX_DIR``, ``RAG_ONNX_DIR``) and the Telegram endpoint
+(``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
 """
 
 from __future__ import annotations
@@ -123,13 +123,21 @@ def load_config(
     index_dir = index_dir or _env_path("RAG_INDEX_DIR")
     documents = docs or [base / d for d in config.documents]
     index_dir = Path(index_dir or _index_base(base) / config.index_dir).expanduser().resolve()
-    onnx_dir = _env_path("RAG_ONNX_DIR") or (base / config.embedding.onnx_dir if config.embedding.onnx_dir else default_onnx_dir())
+    onnx_dir = _env_path("RAG_ONNX_DIR") or (
+        base / config.embedding.onnx_dir if config.embedding.onnx_dir else default_onnx_dir()
+    )
     return config.model_copy(
         update={
             "documents": [Path(d).expanduser().resolve() for d in documents],
             "index_dir": index_dir,
             "embedding": config.embedding.model_copy(update={"onnx_dir": Path(onnx_dir).expanduser().resolve()}),
-            "answer": config.answer.model_copy(update={"ranker_model": (base / config.answer.ranker_model).resolve() if config.answer.ranker_model else None}),
+            "answer": config.answer.model_copy(
+                update={
+                    "ranker_model": (base / config.answer.ranker_model).resolve()
+                    if config.answer.ranker_model
+                    else None
+                }
+            ),
         }
     )
 

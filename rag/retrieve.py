@@ -73,7 +73,13 @@ class HybridRetriever:
         dense_rank = {node_id: rank for rank, node_id in enumerate(dense[0], start=1)}
         bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}
         return [
-            Candidate(self.nodes[node_id], self._similarities(vectors, node_id), fused, dense_rank.get(node_id), *bm25.get(node_id, (None, 0.0)))
+            Candidate(
+                self.nodes[node_id],
+                self._similarities(vectors, node_id),
+                fused,
+                dense_rank.get(node_id),
+                *bm25.get(node_id, (None, 0.0)),
+            )
             for node_id, fused in reciprocal_rank_fusion(rankings, self.config.rrf_k)
         ]
 

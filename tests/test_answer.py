@@ -16,7 +16,11 @@ def test_visa_question_quotes_the_visa_sentence(engine):
 
 def test_citations_are_document_slices(engine):
     text = engine.documents[0].text
-    for question in ["Who is the US Secretary of State?", "Which news agencies is the report based on?", "How many judges does the ICC have?"]:
+    for question in [
+        "Who is the US Secretary of State?",
+        "Which news agencies is the report based on?",
+        "How many judges does the ICC have?",
+    ]:
         for citation in engine.ask(question).citations:
             assert normalise(text[citation.start : citation.end]) == citation.text
             assert citation.source.endswith("dw-icc-sanctions.txt")

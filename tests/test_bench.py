@@ -8,10 +8,22 @@ from tests.conftest import ROOT
 
 
 def test_quick_benchmark_prints_the_comparison_table():
-    result = subprocess.run([sys.executable, "-m", "rag", "bench", "--quick", "--no-bot"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     print(result.stdout)
-    for row in ("index build, article", "cold start to first answer", "warm latency p50", "peak resident memory", "embedding throughput"):
+    for row in (
+        "index build, article",
+        "cold start to first answer",
+        "warm latency p50",
+        "peak resident memory",
+        "embedding throughput",
+    ):
         line = next(line for line in result.stdout.splitlines() if line.startswith(row))
         numbers = re.findall(r"\d[\d,]*\.\d+", line)
         assert len(numbers) == 3, line  # ours, baseline, ratio

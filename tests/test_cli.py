@@ -11,7 +11,9 @@ from tests.conftest import ROOT
 
 
 def rag(*args: str, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag", *args], input=stdin, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], input=stdin, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.fixture
@@ -42,7 +44,12 @@ def test_ask_prints_the_answer_then_the_citations(where):
 
 @pytest.mark.parametrize(
     ("question", "message"),
-    [("", "Please ask a question"), ("   \n ", "Please ask a question"), ("x" * 10_000, "10,000 characters"), ("🙂🙂🙂", "in words")],
+    [
+        ("", "Please ask a question"),
+        ("   \n ", "Please ask a question"),
+        ("x" * 10_000, "10,000 characters"),
+        ("🙂🙂🙂", "in words"),
+    ],
 )
 def test_unusable_questions_get_one_line_and_status_2(where, question, message):
     result = rag("ask", *where, question)
@@ -61,7 +68,10 @@ def test_german_question_gets_a_plain_reply(where):
 def test_setup_errors_are_one_line(tmp_path):
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("retrieval:\n  top_k: -1\n")
-    for args in (["ask", "--config", str(bad_config), "hi there"], ["ask", "--doc", str(tmp_path / "none.txt"), "hi there"]):
+    for args in (
+        ["ask", "--config", str(bad_config), "hi there"],
+        ["ask", "--doc", str(tmp_path / "none.txt"), "hi there"],
+    ):
         result = rag(*args)
         assert result.returncode == 1
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -73,15 +83,28 @@ def test_corrupt_index_is_reported_with_the_remedy(article, tmp_path):
     (index_dir / "vectors.faiss").write_bytes(b"\x00" * 10)
     result = rag("ask", "--doc", str(article), "--index-dir", str(index_dir), "who revoked the visa?")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "vectors.faiss" in result.stderr and f"python -m rag index --rebuild --index-dir {index_dir}" in result.stderr
+    assert (
+        "vectors.faiss" in result.stderr and f"python -m rag index --rebuild --index-dir {index_dir}" in result.stderr
+    )
     repaired = rag("index", "--rebuild", "--doc", str(article), "--index-dir", str(index_dir))
     assert repaired.returncode == 0 and "up to date" in repaired.stdout
 
 
 def test_chat_repl_end_to_end(where):
-    script = "\n".join(
-        ["/help", "Who is the ICC's chief prosecutor?", "Where was she born?", "/sources", "/reset", "/sources", "/nonsense"]
-    ) + "\n"  # then end of input, as Ctrl-D
+    script = (
+        "\n".join(
+            [
+                "/help",
+                "Who is the ICC's chief prosecutor?",
+                "Where was she born?",
+                "/sources",
+                "/reset",
+                "/sources",
+                "/nonsense",
+            ]
+        )
+        + "\n"
+    )  # then end of input, as Ctrl-D
     result = rag("chat", *where, stdin=script)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -97,9 +120,26 @@ def test_chat_repl_end_to_end(where):
 def test_eval_writes_predictions_and_report(where, tmp_path):
     dataset = tmp_path / "set.jsonl"
     dataset.write_text(
-        '{"id": "a", "question": "who revoked Bensouda\'s visa?", "answers": ["revoked the American visa"], "evidence": "revoked the American visa"}\n'
-        '{"id": "u", "question": "What is the capital of France?", "unanswerable": true}\n'
-        '{"id": "c", "turns": [{"question": "Who is the US Secretary of State?", "answers": ["Pompeo"]}, {"question": "What did he call the court?", "answers": ["kangaroo court"]}]}\n'
+        "\n".join(
+            json.dumps(item)
+            for item in (
+                {
+                    "id": "a",
+                    "question": "who revoked Bensouda's visa?",
+                    "answers": ["revoked the American visa"],
+                    "evidence": "revoked the American visa",
+                },
+                {"id": "u", "question": "What is the capital of France?", "unanswerable": True},
+                {
+                    "id": "c",
+                    "turns": [
+                        {"question": "Who is the US Secretary of State?", "answers": ["Pompeo"]},
+                        {"question": "What did he call the court?", "answers": ["kangaroo court"]},
+                    ],
+                },
+            )
+        )
+        + "\n"
     )
     predictions, report = tmp_path / "pred.jsonl", tmp_path / "report.json"
     result = rag("eval", "--dataset", str(dataset), *where, "--predictions", str(predictions), "--report", str(report))
@@ -114,15 +154,21 @@ def test_eval_writes_predictions_and_report(where, tmp_path):
 def test_ask_into_a_closed_pipe_exits_quietly(where):
     # `true` exits at once without reading, so every write of the answer meets a closed pipe
     command = f"{sys.executable} -m rag ask {' '.join(where)} 'Who is the US Secretary of State?' | true"
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.stderr == "" and result.returncode == 0
 
 
 def test_several_docs_are_all_used(article, tmp_path):
     notes = tmp_path / "notes.txt"
-    notes.write_text("The garden committee meets on the first Tuesday of every month in the library.\n", encoding="utf-8")
+    notes.write_text(
+        "The garden committee meets on the first Tuesday of every month in the library.\n", encoding="utf-8"
+    )
     where = ["--doc", str(article), "--doc", str(notes), "--index-dir", str(tmp_path / "idx")]
     garden = json.loads(rag("ask", "--json", *where, "When does the garden committee meet?").stdout)
     visa = json.loads(rag("ask", "--json", *where, "who revoked Bensouda's visa?").stdout)
     assert "first Tuesday" in garden["answer"] and garden["citations"][0]["source"].endswith("notes.txt")
-    assert "revoked the American visa" in visa["answer"] and visa["citations"][0]["source"].endswith("dw-icc-sanctions.txt")
+    assert "revoked the American visa" in visa["answer"] and visa["citations"][0]["source"].endswith(
+        "dw-icc-sanctions.txt"
+    )
