@@ -11,7 +11,7 @@ Two small models, both fitted by `rag.train` on SQuAD training articles and ship
   off-topic ones and ones with one detail changed, which one straight line separates badly),
   turns the ranking (top probability and margin, the best passage's coverage, question words
   and names the document or the best paragraph never uses, words the document uses but not near
-  the best passage, near-miss spellings, ...) into the probability that the quoted passage
+  the best passage, ...) into the probability that the quoted passage
   answers the question. The answerer abstains below ``answer.min_confidence``, a probability,
   so one threshold means the same thing on every document.
 
@@ -71,7 +71,7 @@ QUESTION_FEATURES = (
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
     "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
     "top_counted_absent",
-    "known_missing_window", "known_missing_paragraph", "near_miss_paragraph",
+    "known_missing_window", "known_missing_paragraph",
 )  # fmt: skip
 
 
@@ -320,76 +320,52 @@ class Featurizer:
         the top is the best `allowed` candidate, its probability taken over all of them."""
         q_terms = set(content_terms(question))
         total_idf = sum(self.weights.idf(t) for t in q_terms) or 1.0
-        unknown = sum(self.weights.idf(t) for t in q_terms if t not in self.weights) / total_idf
-        kind = expected_kind(question)
         names = question_names(question)
-        names_unknown = sum(n not in self.weights for n in names) / len(names) if names else 0.0
-        if not allowed.any():
-            return np.asarray(
-                [
-                    0,
-                    0,
-                    -10,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    1,
-                    unknown,
-                    math.log1p(len(q_terms)),
-                    float(kind is not None),
-                    0,
-                    names_unknown,
-                    1,
-                    1,
-                    1,
-                    1,
-                    1,
-                    0,
-                ],
-                dtype="float64",
-            )
+        kind = expected_kind(question)
+        row = {
+            "unknown_share": sum(self.weights.idf(t) for t in q_terms if t not in self.weights) / total_idf,
+            "terms_log": math.log1p(len(q_terms)),
+            "kind_expected": float(kind is not None),
+            "names_unknown": sum(n not in self.weights for n in names) / len(names) if names else 0.0,
+        }
+        if not allowed.any():  # nothing may be quoted: the weakest possible ranking
+            row |= {"top_score": -10.0, "top_missing_top_idf": 1.0, "names_missing_paragraph": 1.0}
+            row |= {"numbers_missing_paragraph": 1.0, "top_counted_absent": 1.0}
+            row |= {"known_missing_window": 1.0, "known_missing_paragraph": 1.0}
+            return np.asarray([row.get(name, 0.0) for name in QUESTION_FEATURES], dtype="float64")
         probabilities = softmax(scores)
         best = int(np.argmax(np.where(allowed, scores, -np.inf)))
         top = x[best]
-        second = float(np.delete(probabilities, best).max()) if len(scores) > 1 else 0.0
-        fits = top[COLUMN[f"{kind}_new"]] if kind else 0.0
         paragraph = _paragraph(candidates[best].node)
-        names_missing = sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names) if names else 0.0
-        numbers_missing = float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question)))
         best_id = candidates[best].node.node_id
-        window = (
-            self.terms[best_id]
-            | self.terms.get(self.previous.get(best_id, ""), set())
-            | self.terms.get(self.next.get(best_id, ""), set())
-        )
+        window = self.terms[best_id] | self.terms.get(self.previous.get(best_id, ""), set())
+        window |= self.terms.get(self.next.get(best_id, ""), set())
         known = [t for t in q_terms if t in self.weights]
         top_idf = max((self.weights.idf(t) for t in q_terms), default=1.0)
-        known_missing_window = max((self.weights.idf(t) for t in known if t not in window), default=0.0) / top_idf
-        known_missing_paragraph = (
-            sum(self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]) / total_idf
-        )
-        return np.asarray([
-            probabilities[best], probabilities[best] - second, scores[best],
-            top[COLUMN["cosine"]], x[:, COLUMN["cosine"]].max(),
-            top[COLUMN["coverage"]], top[COLUMN["coverage_window"]], top[COLUMN["coverage_paragraph"]],
-            top[COLUMN["missing_top_idf"]],
-            unknown, math.log1p(len(q_terms)), float(kind is not None), fits,
-            names_unknown, names_missing, numbers_missing, top[COLUMN["counted_absent"]],
-            known_missing_window, known_missing_paragraph, self.near_miss(q_terms, paragraph),
-        ], dtype="float64")  # fmt: skip
-
-    def near_miss(self, q_terms: set[str], paragraph: tuple[str, int]) -> float:
-        """Share of the question's terms that the document never uses but that are spelt almost
-        like a term of the paragraph ("Scciarra" for "Sciarra", "MI55" for "MI5"): a changed detail."""
-        from difflib import get_close_matches
-
-        unknown = [t for t in q_terms if t not in self.weights and len(t) > 2]
-        if not unknown:
-            return 0.0
-        near = [t for t in unknown if get_close_matches(t, self.paragraph_terms[paragraph], n=1, cutoff=0.8)]
-        return len(near) / len(q_terms)
+        row |= {
+            "top_probability": probabilities[best],
+            "probability_margin": probabilities[best]
+            - (float(np.delete(probabilities, best).max()) if len(scores) > 1 else 0.0),
+            "top_score": scores[best],
+            "top_cosine": top[COLUMN["cosine"]],
+            "max_cosine": x[:, COLUMN["cosine"]].max(),
+            "top_coverage": top[COLUMN["coverage"]],
+            "top_coverage_window": top[COLUMN["coverage_window"]],
+            "top_coverage_paragraph": top[COLUMN["coverage_paragraph"]],
+            "top_missing_top_idf": top[COLUMN["missing_top_idf"]],
+            "kind_fits": top[COLUMN[f"{kind}_new"]] if kind else 0.0,
+            "names_missing_paragraph": sum(n not in self.paragraph_terms[paragraph] for n in names) / len(names)
+            if names
+            else 0.0,
+            "numbers_missing_paragraph": float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question))),
+            "top_counted_absent": top[COLUMN["counted_absent"]],
+            "known_missing_window": max((self.weights.idf(t) for t in known if t not in window), default=0.0) / top_idf,
+            "known_missing_paragraph": sum(
+                self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]
+            )
+            / total_idf,
+        }
+        return np.asarray([row[name] for name in QUESTION_FEATURES], dtype="float64")
 
 
 def counted_things(question: str) -> set[str]:

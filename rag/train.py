@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,9 +73,9 @@ class Example:
     gold: np.ndarray  # per candidate: holds a gold answer span (what the ranker learns)
     correct: np.ndarray  # per candidate: contains a gold answer's text (what `rag eval` counts)
     allowed: np.ndarray  # per candidate: may be quoted (offers the kind of answer asked for)
-    synthetic: str = (
-        ""  # "foreign": another article's question (unanswerable here); "reworded", "swapped": see those functions
-    )
+    # "" for the article's own questions; "foreign": another article's question (unanswerable here);
+    # "reworded", "swapped": see those functions
+    synthetic: str = ""
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -101,7 +101,7 @@ def collect(
             for q, _, spans, _ in asked
             if q.answerable and rng.random() < REWORDED_SHARE
         ]
-        vocabulary = DocumentWords(stored.nodes)
+        vocabulary = DocumentWords(stored.nodes, [other.text for other in articles if other is not article])
         for q in article.questions:
             if q.answerable and rng.random() < SWAPPED_SHARE:
                 text = swapped(q.question, vocabulary.gold_paragraph(article.spans[q.item_id]), vocabulary, rng)
@@ -159,12 +159,16 @@ def reworded(question: str, featurizer: Featurizer, rng: random.Random) -> str:
 class DocumentWords:
     """The words a document uses, by kind, and which paragraph holds a character offset."""
 
-    def __init__(self, nodes: list[TextNode]):
+    def __init__(self, nodes: list[TextNode], other_texts: Sequence[str] = ()):
         self.nodes = nodes
         self.names = sorted({w for n in nodes for w in NAME.findall(n.text) if len(w) > 1})
         self.numbers = sorted({w for n in nodes for w in NUMBER.findall(n.text)})
-        self.common = sorted(
-            {w for n in nodes for w in WORD.findall(n.text) if w.islower() and w not in FUNCTION_WORDS and len(w) > 3}
+        self.common = sorted({w for n in nodes for w in WORD.findall(n.text) if _common(w)})
+        known = {stem(w.lower()) for n in nodes for w in WORD.findall(n.text)}
+        # words of other documents that this one never uses
+        self.foreign_names = sorted({w for t in other_texts for w in NAME.findall(t) if stem(w.lower()) not in known})
+        self.foreign_common = sorted(
+            {w for t in other_texts for w in WORD.findall(t) if _common(w) and stem(w) not in known}
         )
 
     def gold_paragraph(self, spans: tuple[tuple[int, int], ...]) -> str:
@@ -180,9 +184,10 @@ class DocumentWords:
 
 def swapped(question: str, paragraph: str, vocabulary: DocumentWords, rng: random.Random) -> str | None:
     """The question with one detail it shares with its gold paragraph (a name, a number or a
-    content word) replaced by one of the same kind that the document uses but that paragraph does
-    not: how SQuAD 2.0's writers made questions that look answerable but are not. None when the
-    question shares no such word with the paragraph."""
+    content word) replaced by one of the same kind that the paragraph does not use: how SQuAD
+    2.0's writers made questions that look answerable but are not. Half the time the new word
+    comes from elsewhere in the document, half the time from outside it (another document's word
+    or name, a number shifted). None when the question shares no such word with the paragraph."""
     paragraph_terms = set(content_terms(paragraph))
     paragraph_numbers = set(NUMBER.findall(paragraph))
     shared = [
@@ -194,15 +199,30 @@ def swapped(question: str, paragraph: str, vocabulary: DocumentWords, rng: rando
         return None
     match = rng.choice(shared)
     word = match.group(0)
-    if word[:1].isdigit():
+    outside = rng.random() < 0.5
+    pool: Sequence[str]
+    if word.isdigit() and outside:
+        pool = [str(int(word) + shift) for shift in range(1, 10) if str(int(word) + shift) not in vocabulary.numbers]
+    elif word[:1].isdigit():
         pool = [n for n in vocabulary.numbers if n not in paragraph_numbers and n != word]
     elif word[:1].isupper() and match.start() > 0:
-        pool = [n for n in vocabulary.names if stem(n.lower()) not in paragraph_terms]
+        pool = (
+            vocabulary.foreign_names
+            if outside
+            else [n for n in vocabulary.names if stem(n.lower()) not in paragraph_terms]
+        )
     else:
-        pool = [w for w in vocabulary.common if stem(w) not in paragraph_terms]
+        pool = (
+            vocabulary.foreign_common if outside else [w for w in vocabulary.common if stem(w) not in paragraph_terms]
+        )
     if not pool:
         return None
     return question[: match.start()] + rng.choice(pool) + question[match.end() :]
+
+
+def _common(word: str) -> bool:
+    """A lower-case content word of four letters or more."""
+    return word.islower() and word not in FUNCTION_WORDS and len(word) > 3
 
 
 def fit_ranker(examples: list[Example]) -> Linear:

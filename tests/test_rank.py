@@ -105,8 +105,8 @@ def test_question_features_read_the_candidate_columns_they_name(engine):
 
 
 def test_a_changed_detail_is_seen_in_the_question_features(engine):
-    """A question that names something the document has, but not where the answer is, and one
-    whose name is misspelt from the answer's paragraph, read differently from the real one."""
+    """A question that uses words the document has, but not near the answer, reads differently
+    from the real one."""
     features = Featurizer(engine.stored.nodes)
 
     def question_features(question: str) -> dict[str, float]:
@@ -117,7 +117,5 @@ def test_a_changed_detail_is_seen_in_the_question_features(engine):
         return dict(zip(QUESTION_FEATURES, row, strict=True))
 
     real = question_features("Who revoked the visa of Fatou Bensouda?")
-    misspelt = question_features("Who revoked the visa of Fatou Bensoudda?")
-    assert real["near_miss_paragraph"] == 0 and misspelt["near_miss_paragraph"] > 0
     assert real["known_missing_paragraph"] == 0
     assert question_features("Who revoked the visa of the kangaroo prosecutor Bensouda?")["known_missing_window"] > 0

@@ -45,16 +45,20 @@ def test_threshold_abstains_on_at_most_the_allowed_share():
 
 
 def test_swapped_questions_change_one_detail_to_one_the_answer_paragraph_lacks(engine, article):
-    vocabulary = DocumentWords(engine.stored.nodes)
+    other = "Astronomers at Kepler Observatory mapped distant galaxies with telescopes."
+    vocabulary = DocumentWords(engine.stored.nodes, [other])
     text = article.read_text(encoding="utf-8")
     start = text.index("Gambian-born")
     paragraph = vocabulary.gold_paragraph(((start, start + 12),))
     assert "Gambian-born Fatou Bensouda" in paragraph
     question = "Who revoked the visa of the Gambian-born prosecutor?"
     rng = random.Random(0)
-    for _ in range(10):
+    sources = set()
+    for _ in range(20):
         changed = swapped(question, paragraph, vocabulary, rng)
         assert changed and changed != question
         new_words = [w for w in words(changed) if w not in words(question)]
-        assert len(new_words) == 1 and new_words[0] not in words(paragraph) and new_words[0] in words(text)
+        assert len(new_words) == 1 and new_words[0] not in words(paragraph)
+        sources.add("document" if new_words[0] in words(text) else "other" if new_words[0] in words(other) else "?")
+    assert sources == {"document", "other"}  # from elsewhere in the document, and from outside it
     assert swapped("What is the capital of France?", paragraph, vocabulary, rng) is None
