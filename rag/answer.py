@@ -195,7 +195,8 @@ class ExtractiveAnswerer:
         """The passages before `node` in its paragraph and in the paragraph before, nearest first."""
         result: list[TextNode] = []
         paragraphs: set[int] = {node.metadata["paragraph"]}
-        for before in reversed(self.sequence[: self.order[node.node_id]]):
+        for i in range(self.order[node.node_id] - 1, -1, -1):
+            before = self.sequence[i]
             if before.metadata["source"] != node.metadata["source"]:
                 break
             paragraphs.add(before.metadata["paragraph"])
