@@ -6,7 +6,8 @@ Citations point into the extracted text, so every offset is exact.
 
     .txt .text (none)  plain text in any common encoding (UTF-8 first, else charset-normalizer)
     .md .markdown      plain text; ATX ('# Tools') and setext headings become their own blocks
-    .pdf               pypdf's text layer, page by page (pages are joined by a blank line)
+    .pdf               pypdf's text layer, page by page (pages are joined by a blank line); a line
+                       that is an outline (bookmark) title on its page is a heading
     .html .htm .xhtml  trafilatura's main content: headings, paragraphs, list items, table rows
     .docx              python-docx: body paragraphs and table rows; Heading/Title styles are headings
 
@@ -104,6 +105,7 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
             if reader.is_encrypted and not reader.decrypt(""):  # an owner password only still opens
                 raise UnreadableDocumentError(f"{path}: the PDF is encrypted with a password; save an unencrypted copy")
             pages = [page.extract_text() or "" for page in reader.pages]
+            titles = _outline_titles(reader)
     except (FileNotDecryptedError, DependencyError):
         raise UnreadableDocumentError(
             f"{path}: the PDF is encrypted and cannot be opened; save an unencrypted copy"
@@ -120,12 +122,53 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
         if parts:
             parts.append("\n\n")
             offset += 2
-        blocks += [Block(offset + m.start(), offset + m.end(), None, number) for m in _BLOCK.finditer(page_text)]
+        blocks += [
+            Block(offset + b.start, offset + b.end, b.heading, number)
+            for b in page_blocks(page_text, titles.get(number, []))
+        ]
         parts.append(page_text)
         offset += len(page_text)
     if not blocks:
         raise EmptyDocumentError(f"{path}: this PDF has no text layer; OCR is not supported")
     return Extracted("".join(parts), tuple(blocks), len(pages))
+
+
+def page_blocks(text: str, titles: list[str]) -> list[Block]:
+    """A PDF page's blocks: text between blank lines, and each line that is one of the page's
+    outline (bookmark) titles as a heading block of its own."""
+    cuts = sorted({m.span(1) for title in titles for m in [_title_line(title).search(text)] if m})
+    blocks: list[Block] = []
+    at = 0
+    for start, end in [*cuts, (len(text), len(text))]:
+        if start < at:
+            continue  # overlaps the previous title
+        blocks += [Block(at + m.start(), at + m.end()) for m in _BLOCK.finditer(text[at:start])]
+        if start < end:
+            blocks.append(Block(start, end, heading=True))
+        at = end
+    return blocks
+
+
+def _title_line(title: str) -> re.Pattern[str]:
+    """A whole line holding `title`, whatever the whitespace between its words."""
+    return re.compile(r"(?m)^[ \t]*(" + r"\s+".join(map(re.escape, title.split())) + r")[ \t]*$")
+
+
+def _outline_titles(reader) -> dict[int, list[str]]:
+    """The PDF's outline (bookmark) titles by 1-based page number."""
+    found: dict[int, list[str]] = {}
+
+    def walk(items: list) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item)
+                continue
+            page = reader.get_destination_page_number(item)
+            if page is not None and page >= 0 and item.title and item.title.strip():
+                found.setdefault(page + 1, []).append(item.title)
+
+    walk(reader.outline)
+    return found
 
 
 def read_html(path: Path, data: bytes) -> Extracted:

@@ -50,11 +50,18 @@ def ask_json(path: Path, question: str, *more: str) -> dict:
     return json.loads(result.stdout)
 
 
-def make_pdf(path: Path, pages: list[list[str]]) -> Path:
+def make_pdf(path: Path, pages: list[list[str]], titles: list[str] | None = None) -> Path:
+    """A PDF of `pages`; with `titles`, each page opens with a sentence, then its title as a
+    printed heading with an outline (bookmark) entry."""
     pdf = FPDF()
     pdf.set_font("Helvetica", size=12)
-    for sentences in pages:
+    for number, sentences in enumerate(pages):
         pdf.add_page()
+        if titles:
+            pdf.multi_cell(0, 8, sentences[0])
+            pdf.start_section(titles[number], level=min(number, 1))
+            pdf.cell(0, 10, titles[number], new_x="LMARGIN", new_y="NEXT")
+            sentences = sentences[1:]
         pdf.multi_cell(0, 8, " ".join(sentences))
     pdf.output(str(path))
     return path
@@ -158,6 +165,18 @@ def test_pdf_passages_carry_their_page(tmp_path):
     assert {normalise(n.text): n.metadata["page"] for n in nodes}[PAGE_TWO] == 2
     assert [n.metadata["page"] for n in nodes] == sorted(n.metadata["page"] for n in nodes)
     assert {n.metadata["page"] for n in nodes} == {1, 2, 3}
+
+
+def test_pdf_outline_titles_become_sections(tmp_path):
+    from rag.chunking import chunk
+
+    titles = ["Orchards", "The harbour in 1911", "Weather notes"]
+    document = read_document(make_pdf(tmp_path / "report.pdf", PAGES, titles))
+    where = {normalise(n.text): (n.metadata["page"], n.metadata["section"]) for n in chunk(document, "report.pdf")}
+    assert where[PAGE_TWO] == (2, "The harbour in 1911")
+    assert where["The harbour was busy for most of the century."] == (2, "Orchards")  # above page 2's heading
+    assert where["Winters in the region are long, dark and windy."] == (3, "Weather notes")
+    assert "Orchards" not in where  # a heading is a section, not a passage
 
 
 @pytest.mark.parametrize(
