@@ -152,6 +152,7 @@ def display_path(path: Path) -> str:
 
 
 def heading_text(block: str) -> str:
-    """The words of a heading without Markdown '#' or an underline."""
+    """The words of a heading without Markdown '#' marks (opening, and closing as in '## Tools ##')
+    or an underline."""
     first = block.strip().splitlines()[0]
-    return first.lstrip("#").strip()
+    return re.sub(r"\s+#+$", "", first.lstrip("#").strip()).strip()

@@ -144,7 +144,7 @@ def test_markdown_headings_become_sections(tmp_path):
     path = tmp_path / "handbook.md"
     path.write_text(
         "Handbook\n========\n\nIntro.\n# Tools\nThe hammer hangs on the wall.\n\n```\n# not a heading\n```\n"
-        "\n---\n\n## Safety\nWear goggles.\n",
+        "\n---\n\n## Safety ##\nWear goggles.\n\n### C# tips\nUse var.\n",
         encoding="utf-8",
     )
     document = read_document(path)
@@ -154,6 +154,7 @@ def test_markdown_headings_become_sections(tmp_path):
     assert sections["The hammer hangs on the wall."] == "Tools"
     assert sections["```\n# not a heading\n```"] == "Tools"
     assert sections["Wear goggles."] == "Safety"
+    assert sections["Use var."] == "C# tips"
 
 
 def test_pdf_passages_carry_their_page(tmp_path):
