@@ -38,6 +38,8 @@ class Citation:
     paragraph: int
     score: float
     source: str
+    page: int | None = None  # 1-based PDF page; None for formats without pages
+    section: str | None = None  # the nearest heading above the passage; None when there is none
 
 
 @dataclass
@@ -225,6 +227,8 @@ class ExtractiveAnswerer:
             meta["paragraph"],
             round(scored.score, 4),
             display_path(Path(meta["source"])),
+            meta.get("page"),
+            meta.get("section") or None,
         )
 
 

@@ -2,9 +2,10 @@
 
 A passage is one sentence (the default: a precise citation) or one whole paragraph
 (``chunking.unit``). Each node's text is the exact slice ``document[start:end]``; its metadata
-holds the source path, paragraph number, offsets, paragraph kind and the section heading above
-it. Node ids hash the document's sha256, the offsets and the unit, so the same document and
-settings always give the same ids.
+holds the source path, paragraph number, offsets, paragraph kind, the section heading above
+it ("" when there is none) and the PDF page (None for other formats). Node ids hash the
+document's sha256, the offsets and the unit, so the same document and settings always give the
+same ids.
 
 Sentences come from NLTK's Punkt model, which llama-index ships with its core package (no
 download; `rag.llama_adapter.punkt_data_dir` finds it). Headings are kept as section metadata,
@@ -36,6 +37,7 @@ def paragraph_documents(document: SourceDocument, source: str) -> list[Document]
             "end": paragraph.end,
             "kind": paragraph.kind,
             "section": section,
+            "page": paragraph.page,
             "doc_sha256": document.sha256,
         }
         documents.append(Document(text=text, metadata=metadata, id_=f"{document.sha256[:16]}-p{paragraph.number}"))

@@ -7,10 +7,14 @@ used when there is no ./config.yaml) keeps a relative ``index_dir`` in the user 
 (e.g. ~/.cache/rag/index), never inside site-packages. Environment variables override paths
 (``RAG_DOC``, ``RAG_INDEX_DIR``, ``RAG_ONNX_DIR``) and the Telegram endpoint
 (``TELEGRAM_API_BASE_URL``); secrets are never read from the file.
+
+``documents`` and ``--doc`` take files, folders and globs (`expand_documents`): a folder gives
+the supported documents inside it, a glob the files (and folders' documents) it matches, sorted.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Literal
@@ -18,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag.errors import ConfigError
+from rag.readers import SUPPORTED_SUFFIXES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The default config.yaml, the bundled article (data/) and the question sets `rag bench` uses
@@ -128,7 +133,7 @@ def load_config(
     )
     return config.model_copy(
         update={
-            "documents": [Path(d).expanduser().resolve() for d in documents],
+            "documents": expand_documents(documents),
             "index_dir": index_dir,
             "embedding": config.embedding.model_copy(update={"onnx_dir": Path(onnx_dir).expanduser().resolve()}),
             "answer": config.answer.model_copy(
@@ -140,6 +145,43 @@ def load_config(
             ),
         }
     )
+
+
+def expand_documents(paths: list[Path]) -> list[Path]:
+    """Resolved document paths: a file as given (a missing one is reported when it is read), a
+    folder as the supported documents inside it and its subfolders, a glob as the supported files
+    it matches and the documents of the folders it matches; each sorted, duplicates dropped.
+    A folder or glob with no supported document raises `ConfigError` naming it."""
+    found: list[Path] = []
+    for path in (Path(p).expanduser() for p in paths):
+        if path.is_dir():
+            matches = folder_documents(path)
+        elif not path.exists() and any(ch in str(path) for ch in "*?["):
+            matches = []
+            for match in sorted(Path(m) for m in glob.glob(str(path), recursive=True)):
+                matches += folder_documents(match) if match.is_dir() else [match] if _supported(match) else []
+        else:
+            found.append(path.resolve())
+            continue
+        if not matches:
+            kinds = ", ".join(sorted(s for s in SUPPORTED_SUFFIXES if s))
+            raise ConfigError(f"no documents match {str(path)!r} (supported types: {kinds})")
+        found += [m.resolve() for m in matches]
+    return list(dict.fromkeys(found))
+
+
+def folder_documents(folder: Path) -> list[Path]:
+    """The supported documents in `folder` and its subfolders, sorted; hidden files and folders skipped."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and _supported(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _supported(path: Path) -> bool:
+    """A file whose extension has a reader (files without one are taken only when named)."""
+    return path.suffix.lower() in SUPPORTED_SUFFIXES and path.suffix != ""
 
 
 def default_onnx_dir() -> Path:

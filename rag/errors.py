@@ -3,6 +3,9 @@
     RagError                 anything the engine reports to a user
     ├── ConfigError          a bad or unknown config key, or an unreadable config file
     ├── DocumentError        a document that is missing, unreadable, empty or of an unknown type
+    │   ├── UnreadableDocumentError  corrupt, truncated, encrypted, mislabelled or undecodable
+    │   ├── EmptyDocumentError       no text (an empty file, a PDF without a text layer)
+    │   └── DocumentTooLargeError    over the size cap, or a DOCX that unpacks to too much
     ├── IndexCorruptError    a persisted index file that cannot be read back
     ├── ModelError           the embedding model cannot be loaded
     └── QuestionError        a question that is empty or too long
@@ -34,3 +37,16 @@ class ModelError(RagError):
 
 class QuestionError(RagError):
     """The question cannot be answered as asked (empty, too long)."""
+
+
+class UnreadableDocumentError(DocumentError):
+    """A document that cannot be parsed: corrupt, truncated, encrypted, of another type than its
+    extension says, or in an unknown text encoding."""
+
+
+class EmptyDocumentError(DocumentError):
+    """A document with no text to answer from (empty, or a PDF without a text layer)."""
+
+
+class DocumentTooLargeError(DocumentError):
+    """A document over the size limit, or a DOCX whose contents unpack to more than the limit."""

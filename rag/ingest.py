@@ -1,13 +1,17 @@
-"""Read a document and label its paragraphs, keeping character offsets into the original file.
+"""Read a document and label its paragraphs, keeping character offsets into its extracted text.
 
-A paragraph is a block of text between blank lines. Each gets a kind:
+`rag.readers` extracts the text of each format (plain text, Markdown, PDF, HTML, DOCX) as
+paragraph-sized blocks, with the PDF page of each and, where the format says so, whether it is a
+heading. Each paragraph gets a kind:
 ``text`` (content), ``heading`` (a short title line), ``attribution`` (a news-wire credit such as
 "dv/dr (AFP, Reuters)") or ``boilerplate`` (web furniture: "Read more:" teasers, share/video
 widgets, newsletter sign-up lines). Nothing is rewritten: every paragraph is a slice
-``text[start:end]`` of the file as read, so citations can point back into it.
+``text[start:end]`` of the extracted text (for .txt and .md, the file as read), so citations can
+point back into it.
 
-Deliberate simplifications: .txt and .md are read as plain text (Markdown markup stays in the
-quoted text); boilerplate rules are patterns for common news-site furniture, not a classifier.
+Deliberate simplifications: Markdown markup stays in the quoted text; where a format does not
+mark headings (plain text, PDF) they are guessed; boilerplate rules are patterns for common
+news-site furniture, not a classifier.
 """
 
 from __future__ import annotations
@@ -18,15 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rag.errors import DocumentError
+from rag.errors import EmptyDocumentError
 from rag.lexical import normalise
+from rag.readers import MAX_DOCUMENT_BYTES, MAX_UNZIPPED_BYTES, SUPPORTED_SUFFIXES, extract
 
-SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".text", ""}
-MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_UNZIPPED_BYTES", "SUPPORTED_SUFFIXES", "SourceDocument", "read_document"]
 
 ParagraphKind = Literal["text", "heading", "attribution", "boilerplate"]
 
-_BLOCK = re.compile(r"\S(?:.*?\S)?(?=\s*\n[ \t]*\n|\s*\Z)", re.S)
 _TEASER = re.compile(r"^(read more|read also|also read|related|recommended)\s*:", re.I)
 _VIDEO_WIDGET = re.compile(r"^(watch|play) (video|audio)\b|\bpermalink\b", re.I)
 _SOCIAL = re.compile(
@@ -43,14 +46,16 @@ class Paragraph:
     start: int
     end: int
     kind: ParagraphKind
+    page: int | None = None  # 1-based PDF page
 
 
 @dataclass(frozen=True)
 class SourceDocument:
     path: Path
-    text: str
-    sha256: str
+    text: str  # the extracted text every offset points into
+    sha256: str  # of `text`
     paragraphs: tuple[Paragraph, ...]
+    pages: int | None = None  # a PDF's page count
 
     @property
     def title(self) -> str:
@@ -66,31 +71,37 @@ class SourceDocument:
 
 
 def read_document(path: Path, drop_boilerplate: bool = True) -> SourceDocument:
-    """Read a .txt/.md file and label its paragraphs."""
-    text = _read_text(path)
-    blocks = [(m.start(), m.end()) for m in _BLOCK.finditer(text)]
+    """Read a document of any supported format and label its paragraphs. Raises a `DocumentError`
+    (see `rag.errors`) naming the file for a missing, unsupported, bad or empty one."""
+    extracted = extract(path)
+    text, blocks = extracted.text, extracted.blocks
     paragraphs = tuple(
         Paragraph(
             number,
-            start,
-            end,
-            classify(text[start:end], is_last=number == len(blocks), drop_boilerplate=drop_boilerplate),
+            block.start,
+            block.end,
+            classify(text[block.start : block.end], number == len(blocks), drop_boilerplate, block.heading),
+            block.page,
         )
-        for number, (start, end) in enumerate(blocks, start=1)
+        for number, block in enumerate(blocks, start=1)
     )
     if not any(p.kind in ("text", "attribution") for p in paragraphs):
-        raise DocumentError(f"{path}: the document has no text to answer from")
-    return SourceDocument(path, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), paragraphs)
+        raise EmptyDocumentError(f"{path}: the document has no text to answer from")
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return SourceDocument(path, text, sha256, paragraphs, extracted.pages)
 
 
-def classify(block: str, is_last: bool = False, drop_boilerplate: bool = True) -> ParagraphKind:
-    """Label one block of text; see the module docstring for the kinds."""
+def classify(
+    block: str, is_last: bool = False, drop_boilerplate: bool = True, heading: bool | None = None
+) -> ParagraphKind:
+    """Label one block of text; see the module docstring for the kinds. `heading` says whether the
+    format marks the block as a heading; None guesses from its text."""
     flat = normalise(block)
     if drop_boilerplate and is_boilerplate(flat):
         return "boilerplate"
     if _WIRE_CREDIT.match(flat):
         return "attribution"
-    if is_heading(block) and not is_last:
+    if heading or (heading is None and is_heading(block) and not is_last):
         return "heading"
     return "text"
 
@@ -141,27 +152,7 @@ def display_path(path: Path) -> str:
 
 
 def heading_text(block: str) -> str:
-    """The words of a heading without Markdown '#' or an underline."""
+    """The words of a heading without Markdown '#' marks (opening, and closing as in '## Tools ##')
+    or an underline."""
     first = block.strip().splitlines()[0]
-    return first.lstrip("#").strip()
-
-
-def _read_text(path: Path) -> str:
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise DocumentError(f"{path}: unsupported document type {path.suffix!r} (use .txt or .md)")
-    try:
-        size = path.stat().st_size
-        if size > MAX_DOCUMENT_BYTES:
-            raise DocumentError(f"{path}: document is larger than {MAX_DOCUMENT_BYTES // 2**20} MB")
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise DocumentError(f"document not found: {path}") from None
-    except IsADirectoryError:
-        raise DocumentError(f"{path} is a folder, not a document") from None
-    except UnicodeDecodeError:
-        raise DocumentError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DocumentError(f"cannot read {path}: {exc.strerror}") from None
-    if not text.strip():
-        raise DocumentError(f"{path}: the document is empty")
-    return text
+    return re.sub(r"\s+#+$", "", first.lstrip("#").strip()).strip()

@@ -9,6 +9,7 @@ import textwrap
 from rag.answer import Answer, Citation
 
 SNIPPET_CHARS = 110
+SECTION_CHARS = 60
 
 
 def terminal(answer: Answer) -> str:
@@ -40,7 +41,10 @@ def nothing_quoted(answer: Answer) -> str:
     """What /sources says after an answer that quoted nothing: so, and the closest passages shown."""
     if not answer.citations:
         return "My last answer quoted nothing from the document."
-    closest = "\n".join(f"[{c.n}] “{c.text}” ({c.source}, paragraph {c.paragraph})" for c in answer.citations)
+    closest = "\n".join(
+        f"[{c.n}] “{c.text}” ({', '.join([c.source, *locators(c), f'paragraph {c.paragraph}'])})"
+        for c in answer.citations
+    )
     return f"My last answer quoted nothing: the document doesn't say. The closest passages I showed:\n{closest}"
 
 
@@ -63,7 +67,15 @@ def _citation_line(c: Citation, limit: int) -> str:
 
 
 def _where(c: Citation) -> str:
-    return f"{c.source}, paragraph {c.paragraph}, chars {c.start}-{c.end}"
+    return ", ".join([c.source, *locators(c), f"paragraph {c.paragraph}, chars {c.start}-{c.end}"])
+
+
+def locators(c: Citation) -> list[str]:
+    """Where a passage sits for people, when known: its PDF page ("p. 4") and section ("§ Tools")."""
+    found = [f"p. {c.page}"] if c.page is not None else []
+    if c.section:
+        found.append(f"§ {snippet(c.section, SECTION_CHARS)}")
+    return found
 
 
 def _wrap(text: str, width: int = 100) -> str:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
-FORMAT_VERSION = 2  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
+FORMAT_VERSION = 3  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text; 3: pages
 BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
 BUILD_LOCK = ".build.lock"

@@ -55,7 +55,9 @@ def test_answer_json_has_the_fixed_shape(engine):
     assert (data["mode"], data["dropped_sentences"]) == ("extractive", 0)
     assert 0 < data["confidence"] <= 1
     assert (data["id"], data["turn"]) == ("q7", 1)
-    assert list(data["citations"][0]) == ["n", "text", "start", "end", "paragraph", "score", "source"]
+    citation = data["citations"][0]
+    assert list(citation) == ["n", "text", "start", "end", "paragraph", "score", "source", "page", "section"]
+    assert citation["page"] is None  # a text file has no pages
 
 
 def test_every_quoted_sentence_carries_its_own_citation_number(engine):

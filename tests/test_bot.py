@@ -123,3 +123,13 @@ def test_handlers_take_message_chat_and_sender_from_an_update_or_ignore_it():
         assert incoming(Update(3, callback_query=gone)) is None  # no message to reply to
     post = Message(2, dt.datetime.now(dt.UTC), Chat(-9, Chat.CHANNEL), text="hi")
     assert incoming(Update(4, channel_post=post)) is None  # no sender
+
+
+def test_telegram_citations_show_the_page_or_section():
+    pdf = Citation(1, "The keeper counted ships.", 5, 30, 2, 0.9, "/docs/report.pdf", page=4)
+    md = Citation(2, "Keep a <hammer>.", 0, 14, 3, 0.5, "handbook.md", section="Tools & Co")
+    (message,) = telegram_html(Answer("q", "The keeper counted ships.", False, [pdf, md], parts=[(pdf.text, 1)]))
+    assert "[1] quoted above (report.pdf, p. 4)" in message
+    assert "(handbook.md, § Tools &amp; Co, paragraph 3)" in message
+    (sources,) = sources_html(Answer("q", "x", False, [pdf], parts=[(pdf.text, 1)]))
+    assert "report.pdf, p. 4 – quoted in the answer" in sources

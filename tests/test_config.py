@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,32 @@ def test_without_a_local_config_the_packaged_default_is_the_checkouts(tmp_path, 
     assert config.documents == [ROOT / "data" / "dw-icc-sanctions.txt"]
     assert config.index_dir == ROOT / "index"  # in a checkout: beside config.yaml, as before
     assert config.telegram.example_questions == load_config(ROOT / "config.yaml").telegram.example_questions
+
+
+def test_documents_take_files_folders_and_globs(tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / ".hidden").mkdir()
+    for name in ["b.md", "a.txt", "sub/c.pdf", "notes.odt", "README", ".hidden/x.txt", "sub/page.html"]:
+        (docs / name).write_text("x", encoding="utf-8")
+    (tmp_path / "one.docx").write_text("x", encoding="utf-8")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("documents: [docs, '*.docx']\n", encoding="utf-8")
+    config = load_config(config_file)
+    assert [p.relative_to(tmp_path).as_posix() for p in config.documents] == [
+        "docs/a.txt",
+        "docs/b.md",
+        "docs/sub/c.pdf",
+        "docs/sub/page.html",
+        "one.docx",
+    ]
+    globbed = load_config(config_file, doc=[docs / "**" / "*.pdf", docs / "a.txt", docs / "a.txt"])
+    assert globbed.documents == [(docs / "sub" / "c.pdf").resolve(), (docs / "a.txt").resolve()]
+
+
+@pytest.mark.parametrize("pattern", ["nothing-*.pdf", "empty"])
+def test_a_folder_or_glob_without_documents_is_a_config_error(tmp_path, pattern):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "picture.png").write_bytes(b"\x89PNG")
+    with pytest.raises(ConfigError, match=f"no documents match '.*{re.escape(pattern)}'"):
+        load_config(doc=[tmp_path / pattern])

@@ -78,8 +78,11 @@ def test_markdown_and_wrapped_text(tmp_path):
     [
         ("missing.txt", None, "not found"),
         ("empty.txt", "  \n", "empty"),
-        ("doc.pdf", "x", "unsupported"),
-        ("bin.txt", b"\xff\xfe\x00", "UTF-8"),
+        ("doc.pdf", "x", "not a PDF"),
+        ("doc.odt", "x", "unsupported document type '.odt'"),
+        ("bin.txt", b"\x00\x01\x02\x03\xff\xfe\x00", "not UTF-8 text.*iconv -f ENCODING -t UTF-8"),
+        ("nul.txt", b"text\x00\x00\x00\x00\x00 more", "binary data, not text"),
+        ("photo.md", b"\x89PNG\r\n\x1a\n" + bytes(64), "extension says .md, but the file is a PNG image"),
     ],
 )
 def test_unusable_documents_raise_clear_errors(tmp_path: Path, name, content, message):

@@ -37,3 +37,12 @@ def test_sources_after_an_abstention_say_nothing_was_quoted():
 def test_generated_answers_keep_their_own_markers():
     answer = Answer("q", "The administration revoked it [1].", False, [CITATION], mode="generative")
     assert terminal(answer).splitlines()[0] == "The administration revoked it [1]."
+
+
+def test_citations_show_the_page_and_section_where_known():
+    pdf = Citation(1, "The keeper counted ships.", 5, 30, 2, 0.9, "report.pdf", page=4)
+    docx = Citation(2, "Keep a hammer.", 0, 14, 3, 0.5, "handbook.md", section="Tools")
+    text = terminal(Answer("q", "The keeper counted ships.", False, [pdf, docx]))
+    assert "(report.pdf, p. 4, paragraph 2, chars 5-30)" in text
+    assert "(handbook.md, § Tools, paragraph 3, chars 0-14)" in text
+    assert "(doc.txt, paragraph 9, chars 10-58)" in terminal(Answer("q", "x", False, [CITATION]))

@@ -1,5 +1,5 @@
 """Telegram HTML for answers and sources, sized for a phone: text that wraps by itself, the
-document and paragraph of every passage, no character offsets, and messages split between
+document and page, section or paragraph of every passage, no character offsets, and messages split between
 paragraphs under Telegram's 4096-character limit. Every piece of text is escaped here."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from html import escape, unescape
 from pathlib import PurePath
 
 from rag.answer import Answer, Citation
-from rag.render import body, nothing_quoted, snippet
+from rag.render import body, locators, nothing_quoted, snippet
 
 TELEGRAM_LIMIT = 4096
 
@@ -45,8 +45,10 @@ def sources_html(answer: Answer | None, limit: int = TELEGRAM_LIMIT) -> list[str
 
 
 def _where(c: Citation) -> str:
-    """The document's file name and the paragraph, escaped."""
-    return escape_html(f"{PurePath(c.source).name}, paragraph {c.paragraph}")
+    """The document's file name, its page and section where known, and the paragraph unless
+    there is a page (a PDF's page is what people look up), escaped: "report.pdf, p. 4"."""
+    parts = [PurePath(c.source).name, *locators(c)] + ([f"paragraph {c.paragraph}"] if c.page is None else [])
+    return escape_html(", ".join(parts))
 
 
 def escape_html(text: str) -> str:
