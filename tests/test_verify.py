@@ -1,5 +1,6 @@
-"""The sentence verifier (`rag.verify`) on its own: names, numbers, negation, substitution and the
-instruction filter, with a stand-in embedding; and `rag.verify_eval` on the labelled set."""
+"""The sentence verifier (`rag.verify`, `rag.verify_checks`) on its own: names, numbers, negation,
+substitution and the instruction filter, with a stand-in embedding; and `rag.verify_eval` on the
+labelled set."""
 
 import zlib
 
@@ -7,11 +8,9 @@ import numpy as np
 import pytest
 
 from rag.lexical import TermWeights, content_terms
-from rag.verify import (
-    INSTRUCTION,
-    Evidence,
+from rag.verify import INSTRUCTION, Evidence, Verdict, Verifier
+from rag.verify_checks import (
     Passages,
-    Verifier,
     demonym_pair,
     negation_mismatch,
     polarity,
@@ -260,8 +259,6 @@ def test_names_numbers_and_dates_must_be_in_the_passages():
 
 
 def test_fit_returns_thresholds_that_separate_a_synthetic_set():
-    from rag.verify import Verdict
-
     def decision(coverage, similarity, supported):
         return Decision({"id": "x-1", "supported": supported}, Verdict(True, "", coverage, similarity))
 
