@@ -69,7 +69,8 @@ Embed = Callable[[str], np.ndarray]
 
 # A sentence whose content words are all in its passages needs no more; one with words the
 # passages lack needs at least MIN_COVERAGE of them (IDF-weighted) and the embedding similarity
-# MIN_SIMILARITY to vouch for the rest as paraphrase (fitted with `python -m rag.verify ... --fit`).
+# MIN_SIMILARITY to vouch for the rest as paraphrase. Both were fitted on the DW part of
+# eval/verification.jsonl (`python -m rag.verify eval/verification.jsonl --fit dw`).
 FULL = 0.999
 MIN_COVERAGE = 0.4
 MIN_SIMILARITY = 0.45
