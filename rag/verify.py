@@ -50,13 +50,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.lexical import FUNCTION_WORDS, TermWeights, normalise, stem, words
+from rag.lexical import TermWeights, normalise, stem
 from rag.verify_checks import (
     END,
-    NUMBER_WORDS,
-    OPENERS,
     START,
     Passages,
+    claim_terms,
     found_terms,
     negation_mismatch,
     undot,
@@ -75,8 +74,6 @@ FULL = 0.999
 MIN_COVERAGE = 0.4
 MIN_SIMILARITY = 0.45
 MIN_SYNONYM = 0.7  # cosine between two single words above which a swap counts as a synonym
-# Particles of phrasal verbs ("taken away") and modal verbs: no content of their own.
-PARTICLES = frozenset("away back along apart aside forth may might must shall".split())
 CLAUSE = re.compile(r"[,;:]|\b(?:and|but)\b")
 # Instructions aimed at the model reading the passage, not rules a document describes ("drivers
 # who ignore the traffic rules are fined").
@@ -188,13 +185,6 @@ class Verifier:
                 self._words.clear()
             vector = self._words[text] = self.embed(text)
         return vector
-
-
-def claim_terms(claim: str) -> list[str]:
-    """The claim's content terms (stems): not function words, sentence openers, particles or
-    numbers (the number check covers those)."""
-    skip = FUNCTION_WORDS | OPENERS | PARTICLES
-    return [stem(w) for w in words(claim) if w not in skip and not w[0].isdigit() and w not in NUMBER_WORDS]
 
 
 def _swaps(sequence: list[str], passage: list[str], found: set[str]) -> list[tuple[list[str], list[str]]]:

@@ -15,6 +15,8 @@ OPENERS = frozenset(
     beyond towards toward besides instead meanwhile thus hence yet still however moreover furthermore
     therefore later earlier finally also""".split()
 )
+# Particles of phrasal verbs ("taken away") and modal verbs: no content of their own.
+PARTICLES = frozenset("away back along apart aside forth may might must shall".split())
 NAME_CONNECTORS = frozenset("of for and the de van von der du la le".split())
 NEGATIONS = frozenset("not no never none nobody nothing nowhere neither nor cannot without".split())
 NEGATING_VERBS = frozenset(stem(w) for w in "refuse fail decline".split())  # "refused to sign"
@@ -125,11 +127,18 @@ def _pairs(tokens: list[str]) -> list[tuple[str, str]]:
 
 
 def _sequence(text: str) -> list[str]:
-    """The passage's content stems, each sentence between START and END markers."""
+    """The passage's content terms (as `claim_terms`), each sentence between START and END markers."""
     result = []
     for sentence in SENTENCE_END.split(text):
-        result += [START, *(stem(w) for w in words(sentence) if w not in FUNCTION_WORDS), END]
+        result += [START, *claim_terms(sentence), END]
     return result
+
+
+def claim_terms(claim: str) -> list[str]:
+    """The claim's content terms (stems): not function words, sentence openers, particles or
+    numbers (the number check covers those)."""
+    skip = FUNCTION_WORDS | OPENERS | PARTICLES
+    return [stem(w) for w in words(claim) if w not in skip and not w[0].isdigit() and w not in NUMBER_WORDS]
 
 
 def is_name(word: str) -> bool:

@@ -81,6 +81,7 @@ def test_a_first_word_the_document_uses_in_lower_case_is_no_name():
     [
         ("The mayor said the bridge would reopen in May", "The council said the bridge would reopen in May."),
         ("The council said the bridge would close", "The council said the bridge would reopen."),
+        ("The council said the bridge would close in May", "The council said the bridge would reopen in May."),
         (
             "The administration revoked the visa of the court's chief judge",
             "Last year, the administration revoked the visa of the court's chief prosecutor. It was a shock.",
