@@ -136,6 +136,7 @@ def test_an_on_topic_instruction_inside_the_document_does_not_come_through(injec
     "sentence",
     [
         "The Obama administration revoked her visa last year [1].",
+        "Obama revoked her visa last year [1].",
         "Last year, the administration revoked the American visa of the court's chief prosecutor, "
         "Kenyan-born Fatou Bensouda [1].",
         "Last year, the administration restored the American visa of Fatou Bensouda [1].",
