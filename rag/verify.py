@@ -57,6 +57,7 @@ from rag.verify_checks import (
     Passages,
     claim_terms,
     found_terms,
+    name_support,
     negation_mismatch,
     undot,
     unsupported_names,
@@ -128,7 +129,8 @@ class Verifier:
         if not usable:
             return Verdict(False, "the cited passages only give instructions" if evidence else "no citation")
         passages = Passages([e.text for e in usable], [e.before for e in usable], self._lowercase)
-        missing = unsupported_names(claim, passages)
+        names = name_support(claim, passages)
+        missing = unsupported_names(claim, passages, names)
         if missing:
             return Verdict(False, f"name not in the cited passages: {', '.join(missing)}")
         missing = unsupported_numbers(claim, passages.text) + unsupported_times(claim, passages.text)
@@ -137,7 +139,7 @@ class Verifier:
         flipped = negation_mismatch(claim, passages.text)
         if flipped:
             return Verdict(False, f"negation differs on: {', '.join(flipped)}")
-        found = found_terms(claim, passages)
+        found = found_terms(claim, passages, names)
         swapped = self._substitution(claim, passages, found)
         if swapped:
             return Verdict(False, f"words swapped: {swapped}")

@@ -214,16 +214,22 @@ def _demonym(word: str, other: str, claim: str, support: str) -> bool:
     return False
 
 
-def unsupported_names(claim: str, passages: Passages) -> list[str]:
-    """The claim's capitalised words that the passages do not support (see the module docstring)."""
-    claim = undot(claim)
+def name_support(claim: str, passages: Passages) -> dict[int, bool]:
+    """Whether the passages support each of the claim's names, by position (see the module docstring)."""
     cased = cased_words(claim)
     covered = _acronym_groups(cased, passages.cased)
-    return [
-        word
+    return {
+        i: i in covered or passages.has_name(word, claim) or _referred_to(i, cased, passages)
         for i, word in claim_names(claim, passages)
-        if not (i in covered or passages.has_name(word, claim) or _referred_to(i, cased, passages))
-    ]
+    }
+
+
+def unsupported_names(claim: str, passages: Passages, names: dict[int, bool] | None = None) -> list[str]:
+    """The claim's capitalised words that the passages do not support (`names`: its `name_support`)."""
+    claim = undot(claim)
+    names = name_support(claim, passages) if names is None else names
+    cased = cased_words(claim)
+    return [cased[i] for i, supported in names.items() if not supported]
 
 
 def _acronym_groups(cased: list[str], support_cased: set[str]) -> set[int]:
@@ -267,22 +273,14 @@ def _referred_to(i: int, cased: list[str], passages: Passages) -> bool:
     return False
 
 
-def found_terms(claim: str, passages: Passages) -> set[str]:
-    """The claim's content terms that the passages support (names by the name rules, other words
-    directly or as derivations)."""
-    cased = cased_words(claim)
-    names = dict(claim_names(claim, passages))
-    covered = _acronym_groups(cased, passages.cased)
+def found_terms(claim: str, passages: Passages, names: dict[int, bool] | None = None) -> set[str]:
+    """The claim's content terms that the passages support (names by the name rules, `names` its
+    `name_support`; other words directly or as derivations)."""
+    names = name_support(claim, passages) if names is None else names
     found = set()
-    for i, word in enumerate(cased):
+    for i, word in enumerate(cased_words(claim)):
         w = word.lower()
-        if w in FUNCTION_WORDS:
-            continue
-        if i in names:
-            supported = i in covered or passages.has_name(word, claim) or _referred_to(i, cased, passages)
-        else:
-            supported = passages.has_word(w)
-        if supported:
+        if w not in FUNCTION_WORDS and (names[i] if i in names else passages.has_word(w)):
             found.add(stem(w))
     return found
 
