@@ -3,7 +3,10 @@
 Each sentence of the first 25 paragraphs of the chosen articles is checked against itself
 (verbatim: should be kept) and in three perturbed forms (should be dropped): a number raised by
 one, "not" inserted after the first is/was/are/were, and a capitalised word swapped for another
-name of the same article. Prints how many of each kind were kept.
+name of the same article. Names are swapped in three ways, reported separately: a name inside the
+sentence for an unrelated one ("name"), for one sharing its first four letters ("name-lookalike":
+"Johnson" for "John"), and the sentence's first word, when the article uses it as a name, for an
+unrelated name ("name-first"). Prints how many of each kind were kept.
 
     .venv/bin/python eval/verification_perturb.py Solar_energy New_York_City Beyoncé IPod
 """
@@ -24,7 +27,8 @@ from rag.generate import reply_checker
 from rag.lexical import normalise
 
 ROOT = Path(__file__).resolve().parent.parent
-NAME = re.compile(r"(?<=[a-z,] )[A-Z][a-z]{3,}")
+NAME = re.compile(r"(?<=[a-z,] )[A-Z][a-z]{3,}\b")  # a capitalised word inside a sentence
+FIRST = re.compile(r"^[A-Z][a-z]{3,}\b")
 
 
 def perturbations(text: str, names: list[str], rng: random.Random) -> dict[str, str]:
@@ -41,9 +45,17 @@ def perturbations(text: str, names: list[str], rng: random.Random) -> dict[str, 
     others = [x for x in names if x not in text]
     if own and others:
         word = rng.choice(own)
-        cases["name"] = re.sub(
-            rf"\b{word}\b", rng.choice([x for x in others if x[:4] != word[:4]] or others), text, count=1
-        )
+        unrelated = [x for x in others if x[:4] != word[:4]]
+        alike = [x for x in others if x[:4] == word[:4]]
+        if unrelated:
+            cases["name"] = re.sub(rf"\b{word}\b", rng.choice(unrelated), text, count=1)
+        if alike:
+            cases["name-lookalike"] = re.sub(rf"\b{word}\b", rng.choice(alike), text, count=1)
+    first = FIRST.match(text)
+    if first and first.group(0) in names:
+        unrelated = [x for x in names if x not in text and x[:4] != first.group(0)[:4]]
+        if unrelated:
+            cases["name-first"] = rng.choice(unrelated) + text[first.end() :]
     return cases
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from rag.answer import Answer, ExtractiveAnswerer, Scored
 from rag.config import LLMConfig
-from rag.lexical import content_terms, normalise
+from rag.lexical import WORD, content_terms, normalise
 from rag.verify import Embed, Evidence, Verdict, Verifier
 
 if TYPE_CHECKING:
@@ -185,7 +185,8 @@ class ReplyChecker:
         self.extractive = extractive
         self.embed = embed  # the engine's (cached) query embedding
         self.stored_vector = stored_vector  # a passage's vector as the index holds it, by node id
-        self.verifier = Verifier(extractive.weights, embed)
+        lowercase = {w for node in extractive.nodes.values() for w in WORD.findall(node.text) if w.islower()}
+        self.verifier = Verifier(extractive.weights, embed, lowercase=frozenset(lowercase))
 
     def verify(self, question: str, reply: str, passages: list[Scored]) -> tuple[list[str], int]:
         """The reply's supported sentences (invalid citation numbers removed) and how many were dropped."""

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+POSSESSIVE = re.compile(r"['’][sS]$")
 
 FUNCTION_WORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
@@ -43,9 +44,14 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def cased_words(text: str) -> list[str]:
+    """Word tokens with their case, with a possessive 's removed ("Bensouda's" -> "Bensouda")."""
+    return [POSSESSIVE.sub("", w) for w in WORD.findall(text)]
+
+
 def words(text: str) -> list[str]:
     """Word tokens, lower-cased, with a possessive 's removed ("Bensouda's" -> "bensouda")."""
-    return [re.sub(r"['’]s$", "", w.lower()) for w in WORD.findall(text)]
+    return [w.lower() for w in cased_words(text)]
 
 
 _local = threading.local()

@@ -136,6 +136,7 @@ def test_an_on_topic_instruction_inside_the_document_does_not_come_through(injec
     "sentence",
     [
         "The Obama administration revoked her visa last year [1].",
+        "Obama revoked her visa last year [1].",
         "Last year, the administration revoked the American visa of the court's chief prosecutor, "
         "Kenyan-born Fatou Bensouda [1].",
         "Last year, the administration restored the American visa of Fatou Bensouda [1].",
@@ -154,24 +155,6 @@ def test_a_sentence_contradicting_its_passage_is_dropped(engine_with_llm, llm_se
 def test_a_correct_paraphrase_is_kept(engine_with_llm, llm_server, sentence):
     data = ask(engine_with_llm, llm_server, sentence)
     assert (data["mode"], data["answer"], data["dropped_sentences"]) == ("generative", sentence, 0)
-
-
-def test_the_labelled_sentences_are_judged_as_labelled(tmp_path):
-    """eval/verification.jsonl: precision and recall of "kept" on each part, and the shipped
-    thresholds are the ones fitted on the DW part."""
-    from rag.verify import MIN_COVERAGE, MIN_SIMILARITY, decide, fit, load_items, precision_recall
-
-    items = load_items(ROOT / "eval" / "verification.jsonl")
-    assert len(items) >= 60 and {i["document"] for i in items} == {
-        "data/dw-icc-sanctions.txt",
-        "eval/docs/python-license.txt",
-    }
-    unscored = decide(items, tmp_path, min_coverage=0.0, min_similarity=-1.0)
-    assert fit([d for d in unscored if d.part == "dw"]) == (MIN_COVERAGE, MIN_SIMILARITY)
-    decisions = decide(items, tmp_path)
-    for part in ("dw", "lic"):
-        precision, recall, _ = precision_recall([d for d in decisions if d.part == part])
-        assert precision >= 0.9 and recall >= 0.9, (part, precision, recall)
 
 
 def test_a_generative_answer_ranks_once_and_embeds_no_passage(engine_with_llm, llm_server, monkeypatch):
@@ -284,41 +267,3 @@ def test_a_streamed_reply_is_shown_as_drafts_then_verified(engine_with_llm, llm_
         "The administration revoked her visa [1].",
         1,
     )
-
-
-def test_negation_governs_the_words_that_follow_it():
-    from rag.verify import negation_mismatch, polarity
-
-    assert ("revok", True) in polarity("The administration did not revoke her visa") and ("visa", False) in polarity(
-        "The administration did not revoke her visa"
-    )
-    releases = "Historically, most, but not all, Python releases have also been GPL-compatible."
-    assert ("all", True) in polarity(releases) and ("python", False) in polarity(releases)
-    assert negation_mismatch("All Python releases have been GPL-compatible", releases) == ["all"]
-    assert negation_mismatch("Most but not all Python releases are GPL-compatible", releases) == []
-    assert negation_mismatch("Trump refused to sign the order", "Trump signed the order.") == ["sign"]
-
-
-def test_names_numbers_and_dates_must_be_in_the_passages():
-    from rag.verify import unsupported_names, unsupported_numbers, unsupported_times
-
-    passage = (
-        "The International Criminal Court (ICC) said the American visa of Gambian-born Fatou Bensouda was revoked."
-    )
-    assert unsupported_names("The ICC said Bensouda's US visa was revoked", [passage], []) == []
-    assert unsupported_names("Kenyan-born Bensouda lost her Gambia visa", [passage], []) == ["Kenyan"]
-    assert unsupported_names(
-        "The Obama administration revoked it", ["Last year, the administration revoked it."], []
-    ) == ["Obama"]
-    before = ["The Trump administration has been irate."]
-    assert (
-        unsupported_names("The Trump administration revoked it", ["Last year, the administration revoked it."], before)
-        == []
-    )
-    assert unsupported_names("Then Trump revoked it", ["Last year, the administration revoked it."], before) == [
-        "Trump"
-    ]
-    assert unsupported_names("It topped the U.S", ["It topped the U.S. charts."], []) == []  # "U.S. [1]" -> "U.S [1]."
-    assert unsupported_numbers("Trump pardoned 2 soldiers in the 1990s", "He pardoned two soldiers in the 1990s.") == []
-    assert unsupported_numbers("Three soldiers in the 1980s", "He pardoned two soldiers in the 1990s.") == ["1980", "3"]
-    assert unsupported_times("It happened last year", "It happened this year.") == ["last year"]
