@@ -78,8 +78,8 @@ async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     async with upload_lock(context):
         staged = uploads_dir(st.engine.config) / ".incoming" / name
         staged.parent.mkdir(parents=True, exist_ok=True)
-        await (await context.bot.get_file(document.file_id)).download_to_drive(staged)
         try:
+            await (await context.bot.get_file(document.file_id)).download_to_drive(staged)
             st.engine, entry, action = await asyncio.to_thread(add_upload, st.engine, staged)
         except DocumentError as exc:
             problem = str(exc).replace(str(staged), name)  # no server paths in the reply
