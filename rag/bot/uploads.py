@@ -19,7 +19,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import ContextTypes
 
-from rag.bot.handlers import BotState, admitted, incoming, send, state
+from rag.bot.handlers import BotState, admitted, incoming, not_text, send, state
 from rag.bot.render import escape_html
 from rag.config import Config, TelegramConfig
 from rag.engine import Engine
@@ -62,7 +62,11 @@ def is_admin(st: BotState, user_id: int) -> bool:
 
 
 async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A file sent in a private chat: an admin's .txt/.md is indexed; anyone else is refused."""
+    """A file sent in a private chat: an admin's .txt/.md is indexed; anyone else is refused. With no
+    admins configured, files get the "text only" reply of other non-text messages."""
+    if not state(context).config.admin_user_ids:  # uploads are off: the bot reads text only
+        await not_text(update, context)
+        return
     if (got := await admitted(update, context)) is None or got.message.document is None:
         return
     st, document = state(context), got.message.document
