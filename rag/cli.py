@@ -1,4 +1,4 @@
-"""`python -m rag`: index, ask, chat (a REPL), eval and bench.
+"""`python -m rag`: index, add, remove, docs, ask, chat (a REPL), eval and bench.
 
 Every subcommand accepts --config, --doc and --index-dir after its name. Errors print one line
 to stderr and exit non-zero: 1 for a problem with the setup (config, document, index, model),
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from rag.errors import QuestionError, RagError
 if TYPE_CHECKING:
     from rag.config import Config
     from rag.engine import Engine
+    from rag.ingest import SourceDocument
 
 REPL_HELP = """Ask a question about the document, or use a command:
   /sources  the full quoted passages of the last answer
@@ -63,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", parents=[common], help="build the index (or check it is up to date)")
     index.add_argument("--rebuild", action="store_true", help="rebuild even if the index is up to date")
     index.set_defaults(handler=run_index)
+
+    add = commands.add_parser("add", parents=[common], help="add documents to the index, or update changed ones")
+    add.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="a .txt or .md document")
+    add.set_defaults(handler=run_add)
+
+    remove = commands.add_parser("remove", parents=[common], help="remove a document added with `add`")
+    remove.add_argument("name", metavar="NAME", help="the document's file name or path")
+    remove.set_defaults(handler=run_remove)
+
+    docs = commands.add_parser("docs", parents=[common], help="list the indexed documents")
+    docs.set_defaults(handler=run_docs)
 
     ask = commands.add_parser("ask", parents=[common], help="answer one question")
     ask.add_argument("question", help="the question, in quotes")
@@ -127,6 +140,80 @@ def run_index(args: argparse.Namespace) -> int:
     engine = open_engine(load(args), rebuild=args.rebuild)
     print(f"Index in {engine.config.index_dir}: {len(engine.stored.nodes)} passages, up to date.")
     return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from rag.embedding import load_embed_model
+    from rag.ingest import display_path
+    from rag.store import add_documents
+
+    config = load(args)
+    started = time.perf_counter()
+    result = add_documents(config, args.paths, load_embed_model(config.embedding, progress), progress)
+    for document, action in result.actions:
+        passages = next(e["passages"] for e in result.stored.manifest["documents"] if e["source"] == source(document))
+        print(f"{action:<9} {display_path(document.path)}: {passages} passages")
+    print(
+        f"Embedded {result.counts.embedded} passages, reused {result.counts.reused}"
+        f" ({count(len(result.stored.documents), 'document')}, {len(result.stored.nodes)} passages in the index;"
+        f" {time.perf_counter() - started:.1f} s)."
+    )
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from rag.embedding import load_embed_model
+    from rag.ingest import display_path
+    from rag.store import remove_document
+
+    config = load(args)
+    stored, entry = remove_document(config, args.name, load_embed_model(config.embedding, progress), progress)
+    print(
+        f"Removed {display_path(Path(entry['source']))} ({entry['passages']} passages); the index holds"
+        f" {count(len(stored.documents), 'document')}, {len(stored.nodes)} passages."
+    )
+    return 0
+
+
+def run_docs(args: argparse.Namespace) -> int:
+    from rag.ingest import display_path
+    from rag.store import read_current_manifest
+
+    config = load(args)
+    entries = read_current_manifest(config.index_dir)["documents"]
+    rows = [
+        (
+            display_path(Path(e["source"])),
+            str(e["passages"]),
+            str(e["pages"]) if e.get("pages") else "-",
+            e["added"].replace("T", " ").replace("+00:00", " UTC"),
+            "rag add" if e["origin"] == "added" else "config",
+        )
+        for e in entries
+    ]
+    header = ("document", "passages", "pages", "added", "from")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [
+            cell.rjust(w) if i in (1, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def count(n: int, noun: str) -> str:
+    """'1 document', '2 documents'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def progress(message: str) -> None:
+    """Progress lines go to stderr, so that stdout holds only the result."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def source(document: SourceDocument) -> str:
+    """How the index names a document: its resolved path."""
+    return str(document.path.resolve())
 
 
 def run_ask(args: argparse.Namespace) -> int:

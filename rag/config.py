@@ -81,6 +81,10 @@ class TelegramConfig(_Section):
     messages_per_second: float = Field(30, gt=0)
     group_messages_per_minute: float = Field(20, gt=0)
     example_questions: list[str] = Field(default_factory=list, max_length=5)  # config.yaml sets the bundled article's
+    # Document uploads (issue 10, part 4): who may send documents to the bot, and the Bot API file URL
+    # (None: derived from base_url, ".../bot" -> ".../file/bot"; TELEGRAM_API_FILE_URL overrides).
+    admin_user_ids: list[int] = Field(default_factory=list)
+    base_file_url: str | None = None
 
 
 class LLMConfig(_Section):

@@ -156,16 +156,17 @@ def more_of(abstained: Answer) -> Answer:
 def open_retrieval(
     config: Config, rebuild: bool = False, progress: Progress = lambda message: None
 ) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
-    """The documents, their index (loaded, or built when missing or stale) and a retriever over it."""
+    """The documents (the configured ones, then those added with `rag add`), their index (loaded,
+    or updated when missing or stale) and a retriever over it."""
     from rag.embedding import LockedEmbedding, load_embed_model
     from rag.retrieve import HybridRetriever
     from rag.store import load_documents, open_index
 
-    documents = load_documents(config)
+    configured = load_documents(config)
     embed_model = load_embed_model(config.embedding, progress)
-    stored = open_index(config, documents, embed_model, rebuild=rebuild, progress=progress)
+    stored = open_index(config, configured, embed_model, rebuild=rebuild, progress=progress)
     retriever = HybridRetriever(stored, LockedEmbedding(embed_model), config.retrieval)  # shared by answering threads
-    return documents, stored, retriever
+    return stored.documents, stored, retriever
 
 
 def check_question(question: str, limit: int) -> str:

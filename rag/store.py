@@ -2,34 +2,46 @@
 
 Files in the index folder:
 
-    vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
-                      exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
-    docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
-    index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
-    manifest.json     what the index was built from; written last, so a half-built index is "missing"
+    manifest.json     what the index holds and was built from, and which generation folder has its
+                      files; replaced atomically, last, so a reader sees the old index or the new one
+    gen-N/vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
+                            exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
+    gen-N/docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
+    gen-N/index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
+
+The index holds the configured documents plus those added with `add_documents` (recorded in the
+manifest with ``"origin": "added"``; they stay until `remove_document`). Every build is
+incremental: a document whose path and sha256 the previous index already holds keeps its passages
+and vectors (copied from the docstore and the FAISS index); only new and changed documents are
+embedded. A change of index format, embedding model or chunking re-embeds everything.
 
 `open_index` loads the index when the manifest matches the current documents and settings, and
-rebuilds it (reporting progress) when it is missing or stale. A file that cannot be read back
-raises `IndexCorruptError` naming it and the remedy. Nothing is loaded with pickle.
+updates it (reporting progress) when it is missing or stale. Builds write a new generation folder
+under the build lock and then swap the manifest in: an interrupted build leaves the previous index
+intact. A file that cannot be read back raises `IndexCorruptError` naming it and the remedy.
+Nothing is loaded with pickle.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
-from rag.errors import IndexCorruptError
-from rag.ingest import SourceDocument, read_document
+from rag.errors import DocumentError, IndexCorruptError
+from rag.ingest import SourceDocument, display_path, read_document
 from rag.llama_adapter import faiss_position_ids
 
 if TYPE_CHECKING:
@@ -37,31 +49,67 @@ if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
-FORMAT_VERSION = 3  # 2: paragraph kinds without DW-specific rules, passages embedded as their own text; 3: pages
+# 2: paragraph kinds without DW-specific rules, passages embedded as their own text
+# 3: pages and sections in passage metadata (PDF, HTML, DOCX, Markdown readers)
+# 4: files in a generation folder named by the manifest; per-document passages, origin and dates
+FORMAT_VERSION = 4
 BUILD_BATCH = 1024
 VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
+INDEX_FILES = (VECTORS, DOCSTORE, INDEX_STORE)
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
+Origin = Literal["config", "added"]
 
 
 @dataclass
 class StoredIndex:
-    """A loaded index: the llama-index index, its passages in document order, and its manifest."""
+    """A loaded index: the llama-index index, its passages in document order, its manifest and the
+    documents it holds (configured ones first, then added ones)."""
 
     index: VectorStoreIndex
     nodes: list[TextNode]
     manifest: dict[str, Any]
+    documents: list[SourceDocument] = field(default_factory=list)
 
     @property
     def faiss(self) -> Any:
         return self.index.vector_store.client
 
 
-def expected_manifest(config: Config, documents: list[SourceDocument]) -> dict[str, Any]:
-    """What an up-to-date index for these documents and settings records."""
+@dataclass(frozen=True)
+class Target:
+    """A document the index should hold, and why: configured, or added with `rag add`."""
+
+    document: SourceDocument
+    origin: Origin
+
+    @property
+    def source(self) -> str:
+        return str(self.document.path.resolve())
+
+
+@dataclass(frozen=True)
+class BuildCounts:
+    """Passages embedded by the model in a build, and passages whose vectors were copied."""
+
+    embedded: int
+    reused: int
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What `add_documents` did: the updated index, the counts and, per path, "added",
+    "updated" or "unchanged"."""
+
+    stored: StoredIndex
+    counts: BuildCounts
+    actions: list[tuple[SourceDocument, str]]
+
+
+def build_settings(config: Config) -> dict[str, Any]:
+    """The settings an up-to-date index was built with."""
     return {
         "format": FORMAT_VERSION,
-        "documents": [{"source": str(d.path.resolve()), "sha256": d.sha256} for d in documents],
         "model": model_id(config.embedding),
         "chunking": config.chunking.model_dump(),
         "hnsw_above": config.retrieval.hnsw_above,
@@ -75,28 +123,210 @@ def open_index(
     rebuild: bool = False,
     progress: Progress = lambda message: None,
 ) -> StoredIndex:
-    """Load the persisted index, or build and persist it when missing, stale or `rebuild`.
+    """Load the persisted index of `documents` (the configured ones) plus the documents added
+    earlier, or update it when missing or stale; `rebuild` re-embeds every document.
 
     Builds hold a lock file in the index folder: a second process that needs the same index
     waits for the first one's build and then loads it, instead of building alongside it."""
-    from filelock import FileLock
-
-    expected = expected_manifest(config, documents)
     manifest = None if rebuild else read_manifest(config.index_dir)
-    if manifest is not None and _same_build(manifest, expected):
-        return load_index(config.index_dir, embed_model)
-    config.index_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(config.index_dir / BUILD_LOCK):
-        manifest = None if rebuild else read_manifest(config.index_dir)
-        if manifest is not None and _same_build(manifest, expected):
-            return load_index(config.index_dir, embed_model)  # built by another process meanwhile
+    if manifest is not None and _settings_match(manifest, config):
+        targets = plan(config, documents, manifest)
+        if _holds(manifest, targets):
+            return load_index(config.index_dir, embed_model, [t.document for t in targets])
+    with build_lock(config.index_dir):
+        manifest = _manifest_for_update(config.index_dir, rebuild, progress)
+        targets = plan(config, documents, manifest)
+        if not rebuild and manifest is not None and _settings_match(manifest, config) and _holds(manifest, targets):
+            return load_index(config.index_dir, embed_model, [t.document for t in targets])  # built meanwhile
         reason = (
-            "rebuild requested" if rebuild else "no index yet" if manifest is None else "document or settings changed"
+            "rebuild requested"
+            if rebuild
+            else "no index yet"
+            if manifest is None
+            else "index format changed"
+            if manifest.get("format") != FORMAT_VERSION
+            else "document or settings changed"
         )
         progress(f"Building the index in {config.index_dir} ({reason})...")
-        stored = build_index(config, documents, embed_model, expected)
-    progress(f"Indexed {len(stored.nodes)} passages from {len(documents)} document(s).")
+        previous = None if rebuild else reusable_index(config, manifest, embed_model)
+        stored, counts = build_index(config, targets, embed_model, previous, manifest)
+    progress(
+        f"Indexed {len(stored.nodes)} passages from {len(targets)} document(s)"
+        f" ({counts.embedded} embedded, {counts.reused} reused)."
+    )
     return stored
+
+
+def add_documents(
+    config: Config, paths: list[Path], embed_model: BaseEmbedding, progress: Progress = lambda message: None
+) -> AddResult:
+    """Add documents to the index (or update them, when their content changed), embedding only
+    their passages. Every path is read before anything is written: a bad file changes nothing."""
+    new = [read_document(path, config.chunking.drop_boilerplate) for path in paths]
+    configured = load_documents(config)
+    with build_lock(config.index_dir):
+        manifest = read_manifest(config.index_dir)
+        targets = plan(config, configured, manifest)
+        actions = []
+        for document in new:
+            at = next((i for i, t in enumerate(targets) if t.source == str(document.path.resolve())), None)
+            if at is None:
+                _refuse_duplicate(document, targets)
+                targets.append(Target(document, "added"))
+                actions.append((document, "added"))
+            else:
+                targets[at] = Target(document, targets[at].origin)
+                actions.append((document, _change(manifest, targets[at])))
+        if manifest is not None and _settings_match(manifest, config) and _holds(manifest, targets):
+            stored = load_index(config.index_dir, embed_model, [t.document for t in targets])
+            return AddResult(stored, BuildCounts(0, len(stored.nodes)), actions)
+        progress(f"Updating the index in {config.index_dir}...")
+        previous = reusable_index(config, manifest, embed_model)
+        stored, counts = build_index(config, targets, embed_model, previous, manifest)
+    return AddResult(stored, counts, actions)
+
+
+def remove_document(
+    config: Config, name: str, embed_model: BaseEmbedding, progress: Progress = lambda message: None
+) -> tuple[StoredIndex, dict[str, Any]]:
+    """Remove an added document (named by file name or path) from the index; no passage is
+    re-embedded. Returns the updated index and the removed document's manifest entry."""
+    configured = load_documents(config)
+    with build_lock(config.index_dir):
+        manifest = read_current_manifest(config.index_dir)
+        entry = find_document(manifest, name)
+        if entry["source"] in {str(d.path.resolve()) for d in configured}:
+            raise DocumentError(
+                f"{display_path(Path(entry['source']))} is a configured document (config `documents` or --doc);"
+                " remove it there, not with `rag remove`"
+            )
+        targets = plan(config, configured, manifest, skip=entry["source"])
+        progress(f"Updating the index in {config.index_dir}...")
+        previous = reusable_index(config, manifest, embed_model)
+        stored, _ = build_index(config, targets, embed_model, previous, manifest)
+    return stored, entry
+
+
+def find_document(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    """The manifest entry of the document called `name` (a path, or a file name when only one
+    indexed document has it); DocumentError when no document or several match."""
+    entries = manifest["documents"]
+    by_path = [e for e in entries if e["source"] == str(Path(name).expanduser().resolve())]
+    matches = by_path or [e for e in entries if name in (Path(e["source"]).name, display_path(Path(e["source"])))]
+    if len(matches) == 1:
+        return matches[0]
+    indexed = ", ".join(display_path(Path(e["source"])) for e in entries)
+    if not matches:
+        raise DocumentError(f"no indexed document is called {name!r}; the index holds: {indexed}")
+    paths = ", ".join(display_path(Path(e["source"])) for e in matches)
+    raise DocumentError(f"{name!r} is ambiguous: it names {paths}; give the path")
+
+
+def read_current_manifest(index_dir: Path) -> dict[str, Any]:
+    """The manifest of an index in the current format; DocumentError saying how to build one
+    when there is no index, or an index of an older format, in `index_dir`."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise DocumentError(f"no index in {index_dir} yet; run `python -m rag index --index-dir {index_dir}`")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise DocumentError(
+            f"the index in {index_dir} has an older format; `python -m rag index --index-dir {index_dir}` rebuilds it"
+        )
+    return manifest
+
+
+def plan(
+    config: Config, configured: list[SourceDocument], manifest: dict[str, Any] | None, skip: str | None = None
+) -> list[Target]:
+    """The documents the index should hold: the configured ones, then those the manifest records
+    as added (read from disk again, so that an edited one is re-embedded), except `skip`."""
+    targets = [Target(d, "config") for d in configured]
+    sources = {t.source for t in targets}
+    for entry in (manifest or {}).get("documents", []):
+        if entry.get("origin") != "added" or entry["source"] in sources or entry["source"] == skip:
+            continue
+        targets.append(Target(_read_added(Path(entry["source"]), config), "added"))
+    return targets
+
+
+def _read_added(path: Path, config: Config) -> SourceDocument:
+    """An added document, read again; a missing or unreadable one names the remedy."""
+    try:
+        return read_document(path, config.chunking.drop_boilerplate)
+    except DocumentError as exc:
+        raise DocumentError(
+            f"{exc} (a document added with `rag add`); restore it, or run `python -m rag remove {path.name}"
+            f" --index-dir {config.index_dir}`"
+        ) from None
+
+
+def _refuse_duplicate(document: SourceDocument, targets: list[Target]) -> None:
+    """Passage ids derive from the content, so one index cannot hold the same text twice."""
+    for target in targets:
+        if target.document.sha256 == document.sha256:
+            raise DocumentError(
+                f"{display_path(document.path)} has the same content as {display_path(target.document.path)},"
+                " which the index already holds"
+            )
+
+
+def _change(manifest: dict[str, Any] | None, target: Target) -> str:
+    """How adding `target` changes the index: "unchanged", "updated" (new content) or "added"."""
+    if _holds_document(manifest, target):
+        return "unchanged"
+    recorded = any(e["source"] == target.source for e in (manifest or {}).get("documents", []))
+    return "updated" if recorded else "added"
+
+
+def _settings_match(manifest: dict[str, Any], config: Config) -> bool:
+    return all(manifest.get(key) == value for key, value in build_settings(config).items())
+
+
+def _holds(manifest: dict[str, Any], targets: list[Target]) -> bool:
+    """Whether the manifest records exactly these documents, with this content and origin."""
+    recorded = {(e["source"], e["sha256"], e.get("origin")) for e in manifest.get("documents", [])}
+    return recorded == {(t.source, t.document.sha256, t.origin) for t in targets}
+
+
+def _holds_document(manifest: dict[str, Any] | None, target: Target) -> bool:
+    entries = (manifest or {}).get("documents", [])
+    return any(e["source"] == target.source and e["sha256"] == target.document.sha256 for e in entries)
+
+
+def _manifest_for_update(index_dir: Path, rebuild: bool, progress: Progress) -> dict[str, Any] | None:
+    """The manifest before a build. A rebuild (the remedy for a corrupt index) goes ahead without a
+    readable manifest, saying that the documents it recorded as added are then forgotten."""
+    try:
+        return read_manifest(index_dir)
+    except IndexCorruptError:
+        if not rebuild:
+            raise
+        progress(f"The manifest in {index_dir} cannot be read: documents added with `rag add` must be added again.")
+        return None
+
+
+def reusable_index(config: Config, manifest: dict[str, Any] | None, embed_model: BaseEmbedding) -> StoredIndex | None:
+    """The previous index when its passages and vectors can be reused (same format, model and
+    chunking; it loads cleanly), else None: then every document is embedded."""
+    if manifest is None or manifest.get("format") != FORMAT_VERSION:
+        return None
+    settings = build_settings(config)
+    if manifest.get("model") != settings["model"] or manifest.get("chunking") != settings["chunking"]:
+        return None
+    try:
+        return load_index(config.index_dir, embed_model)
+    except IndexCorruptError:
+        return None  # a damaged previous index is replaced, not reused
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """The lock every build of the index in `index_dir` holds."""
+    from filelock import FileLock
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(index_dir / BUILD_LOCK):
+        yield
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
@@ -107,43 +337,97 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise _corrupt(path, "is not valid JSON") from None
+        raise _corrupt(path, "is not valid JSON", index_dir) from None
     if not isinstance(manifest, dict) or "node_count" not in manifest:
-        raise _corrupt(path, "is not an index manifest")
+        raise _corrupt(path, "is not an index manifest", index_dir)
     return manifest
 
 
 def build_index(
-    config: Config, documents: list[SourceDocument], embed_model: BaseEmbedding, manifest: dict[str, Any]
-) -> StoredIndex:
-    """Chunk, embed (batch by batch, with a progress bar) and persist; files are written to a
-    temporary folder and moved into place."""
+    config: Config,
+    targets: list[Target],
+    embed_model: BaseEmbedding,
+    previous: StoredIndex | None = None,
+    old_manifest: dict[str, Any] | None = None,
+) -> tuple[StoredIndex, BuildCounts]:
+    """Persist an index of `targets`: passages of documents that `previous` holds unchanged keep
+    their nodes and vectors; the others are chunked and embedded (batch by batch, with a progress
+    bar). Files are written to a new generation folder, then the manifest is swapped in."""
     import faiss
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    nodes = sorted(
-        (n for d in documents for n in chunk(d, str(d.path.resolve()), config.chunking.unit)), key=_document_order
-    )
-    dimension = len(embed_model.get_text_embedding("dimension probe"))
+    vectors = _vectors_by_id(previous) if previous else {}
+    per_document = [_passages(t, previous, vectors, config) for t in targets]
+    nodes = sorted((n for passages in per_document for n in passages), key=_document_order)
+    to_embed = sum(n.embedding is None for n in nodes)
+    dimension = previous.faiss.d if previous else len(embed_model.get_text_embedding("dimension probe"))
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
     storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
     index = VectorStoreIndex([], storage_context=storage, embed_model=embed_model)
-    with _progress_bar(len(nodes)) as bar:
+    with _progress_bar(to_embed) as bar:
         for start in range(0, len(nodes), BUILD_BATCH):  # embeddings exist for one batch at a time
             batch = nodes[start : start + BUILD_BATCH]
-            index.insert_nodes(batch)
-            bar.update(len(batch))
+            index.insert_nodes(batch)  # llama-index embeds only the nodes without an embedding
+            bar.update(sum(n.embedding is None for n in batch))
+    stored_nodes = _text_nodes(index.storage_context.docstore)
     kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
     manifest = {
-        **manifest,
+        **build_settings(config),
+        "documents": _document_entries(targets, per_document, old_manifest),
         "node_count": len(nodes),
         "dimension": dimension,
         "faiss_index": kind,
         "libraries": _library_versions(),
     }
     _persist(config.index_dir, index, manifest)
-    return StoredIndex(index, nodes, manifest)
+    counts = BuildCounts(embedded=to_embed, reused=len(nodes) - to_embed)
+    return StoredIndex(index, stored_nodes, manifest, [t.document for t in targets]), counts
+
+
+def _passages(
+    target: Target, previous: StoredIndex | None, vectors: dict[str, list[float]], config: Config
+) -> list[TextNode]:
+    """The document's passages: copies of the previous index's nodes, carrying their stored
+    vectors, when it holds this very document; else fresh nodes without an embedding."""
+    if previous is not None and _holds_document(previous.manifest, target):
+        reused = [n.model_copy() for n in previous.nodes if n.metadata["source"] == target.source]
+        for node in reused:
+            node.embedding = vectors[node.node_id]
+        return reused
+    return chunk(target.document, target.source, config.chunking.unit)
+
+
+def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:
+    """Every stored vector by passage id, read back from the FAISS index."""
+    matrix = stored.faiss.reconstruct_n(0, stored.faiss.ntotal)
+    return {node_id: matrix[position].tolist() for position, node_id in faiss_position_ids(stored.index).items()}
+
+
+def _document_entries(
+    targets: list[Target], per_document: list[list[TextNode]], old_manifest: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The manifest's record of each document: path, hash, passages, pages (when the passages
+    carry a ``page``), origin, when it was first added and when its passages were embedded."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    old = {e["source"]: e for e in (old_manifest or {}).get("documents", []) if "added" in e}
+    entries = []
+    for target, passages in zip(targets, per_document, strict=True):
+        before = old.get(target.source, {})
+        reused = bool(passages) and all(n.embedding is not None for n in passages)
+        pages = [n.metadata["page"] for n in passages if isinstance(n.metadata.get("page"), int)]
+        entries.append(
+            {
+                "source": target.source,
+                "sha256": target.document.sha256,
+                "passages": len(passages),
+                "pages": max(pages) if pages else None,
+                "origin": target.origin,
+                "added": before.get("added", now),
+                "embedded": before.get("embedded", now) if reused else now,
+            }
+        )
+    return entries
 
 
 def new_faiss_index(dimension: int, size: int, hnsw_above: int):
@@ -166,34 +450,60 @@ def _progress_bar(total: int):
     )
 
 
-def load_index(index_dir: Path, embed_model: BaseEmbedding) -> StoredIndex:
+def index_file(index_dir: Path, name: str) -> Path:
+    """Where the current index keeps one of its files (`VECTORS`, `DOCSTORE`, `INDEX_STORE`)."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
+    return _generation(index_dir, manifest) / name
+
+
+def load_index(
+    index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
+) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other."""
     from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
-    from llama_index.core.schema import TextNode
     from llama_index.core.storage.docstore import SimpleDocumentStore
     from llama_index.core.storage.index_store import SimpleIndexStore
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     manifest = read_manifest(index_dir)
     if manifest is None:
-        raise _corrupt(index_dir / MANIFEST, "is missing")
-    vector_store = FaissVectorStore(faiss_index=_read_faiss(index_dir / VECTORS))
-    docstore = SimpleDocumentStore.from_dict(_read_store(index_dir / DOCSTORE))
-    index_store = SimpleIndexStore.from_dict(_read_store(index_dir / INDEX_STORE))
+        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
+    folder = _generation(index_dir, manifest)
+    vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
+    docstore = SimpleDocumentStore.from_dict(_read_store(folder / DOCSTORE, index_dir))
+    index_store = SimpleIndexStore.from_dict(_read_store(folder / INDEX_STORE, index_dir))
     storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
     try:
         index = load_index_from_storage(storage, embed_model=embed_model)
     except ValueError as exc:  # llama-index: no index, or several, in the index store
-        raise _corrupt(index_dir / INDEX_STORE, f"cannot be read ({type(exc).__name__})") from None
+        raise _corrupt(folder / INDEX_STORE, f"cannot be read ({type(exc).__name__})", index_dir) from None
     if not isinstance(index, VectorStoreIndex):
-        raise _corrupt(index_dir / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index")
-    nodes = sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
+        raise _corrupt(folder / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index", index_dir)
+    nodes = _text_nodes(docstore)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
-        raise _corrupt(index_dir / VECTORS, f"holds {vector_store.client.ntotal} vectors, the manifest says {count}")
+        problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
+        raise _corrupt(folder / VECTORS, problem, index_dir)
     if len(nodes) != count or len(faiss_position_ids(index)) != count:
-        raise _corrupt(index_dir / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}")
-    return StoredIndex(index, nodes, manifest)
+        raise _corrupt(folder / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}", index_dir)
+    return StoredIndex(index, nodes, manifest, documents or [])
+
+
+def _generation(index_dir: Path, manifest: dict[str, Any]) -> Path:
+    """The folder holding the index files the manifest describes (format 2 kept them beside it)."""
+    name = manifest.get("files", "")
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise _corrupt(index_dir / MANIFEST, "names no index folder", index_dir)
+    return index_dir / name
+
+
+def _text_nodes(docstore: Any) -> list[TextNode]:
+    """The passages of a llama-index docstore, in document order."""
+    from llama_index.core.schema import TextNode
+
+    return sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
 
 
 def load_documents(config: Config) -> list[SourceDocument]:
@@ -206,60 +516,85 @@ def _document_order(node: TextNode) -> tuple[str, int]:
     return node.metadata["source"], node.metadata["start"]
 
 
-def _same_build(manifest: dict[str, Any], expected: dict[str, Any]) -> bool:
-    return all(manifest.get(key) == value for key, value in expected.items())
-
-
 def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any]) -> None:
+    """Write the index files into a new generation folder, then atomically replace the manifest
+    with one naming it. Until that rename the previous index stays whole; afterwards the folder of
+    the previous generation is kept (a reader may have just read its manifest) and older ones go."""
     index_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
     try:
         index.vector_store.persist(str(staging / VECTORS))
         index.storage_context.docstore.persist(str(staging / DOCSTORE))
         index.storage_context.index_store.persist(str(staging / INDEX_STORE))
-        (index_dir / MANIFEST).unlink(missing_ok=True)
-        for name in (VECTORS, DOCSTORE, INDEX_STORE):
-            (staging / name).replace(index_dir / name)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        (staging / MANIFEST).replace(index_dir / MANIFEST)
+        previous = _current_generation(index_dir)
+        generation = index_dir / f"gen-{_next_generation(index_dir)}"
+        staging.rename(generation)
+        (index_dir / f".{MANIFEST}.new").write_text(
+            json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
+        )
+        os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _remove_old_generations(index_dir, keep={generation.name, previous})
 
 
-def _read_faiss(path: Path) -> Any:
+def _current_generation(index_dir: Path) -> str:
+    """The generation folder the current manifest names ("" when none can be read)."""
+    try:
+        manifest = read_manifest(index_dir)
+    except IndexCorruptError:
+        return ""
+    return str(manifest.get("files", "")) if manifest else ""
+
+
+def _next_generation(index_dir: Path) -> int:
+    numbers = [int(p.name[4:]) for p in index_dir.glob("gen-*") if p.name[4:].isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
+    """Delete generation folders other than `keep`, and the files of a format-2 index."""
+    for folder in index_dir.glob("gen-*"):
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    for name in INDEX_FILES:
+        (index_dir / name).unlink(missing_ok=True)
+
+
+def _read_faiss(path: Path, index_dir: Path) -> Any:
     """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
     import faiss
 
     if not path.exists():
-        raise _corrupt(path, "is missing")
+        raise _corrupt(path, "is missing", index_dir)
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
     if index is None:  # the file holds faiss's "null" marker instead of an index
-        raise _corrupt(path, "holds no index")
+        raise _corrupt(path, "holds no index", index_dir)
     return index
 
 
-def _read_store(path: Path) -> dict[str, Any]:
+def _read_store(path: Path, index_dir: Path) -> dict[str, Any]:
     """A llama-index key-value store file (docstore or index store): collection name -> {key: value}.
 
     A file that is missing, unreadable, not UTF-8 JSON (truncated, garbled) or JSON of another
     shape is reported as corrupt; llama-index then builds the store from the checked data."""
     if not path.exists():
-        raise _corrupt(path, "is missing")
+        raise _corrupt(path, "is missing", index_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})") from None
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
     if not isinstance(data, dict) or not all(isinstance(collection, dict) for collection in data.values()):
-        raise _corrupt(path, "is not a llama-index store")
+        raise _corrupt(path, "is not a llama-index store", index_dir)
     return data
 
 
-def _corrupt(path: Path, problem: str) -> IndexCorruptError:
+def _corrupt(path: Path, problem: str, index_dir: Path) -> IndexCorruptError:
     return IndexCorruptError(
-        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {path.parent}`"
+        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {index_dir}`"
     )
 
 

@@ -2,7 +2,8 @@
 
 It implements the methods the bot uses (getMe, getUpdates with offsets and long-poll timeout,
 sendMessage, editMessageText, sendChatAction, answerCallbackQuery, setMyCommands, getMyCommands,
-deleteWebhook, close, logOut), records every request, and can fail the next calls of a method
+deleteWebhook, close, logOut, getFile, and file downloads from ``/file/bot<token>/<file_path>``),
+records every request (a download as method "download"), and can fail the next calls of a method
 with a 429 "retry after", a 5xx, a dropped connection or a 400 "can't parse entities".
 """
 
@@ -17,7 +18,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from tests.local_server import LocalServer
 
@@ -54,6 +55,7 @@ class FakeTelegram(LocalServer):
         self.update_ids = itertools.count(1)
         self.message_ids = itertools.count(1000)
         self.pushed_at: dict[int, float] = {}  # user message id -> when it was pushed
+        self.files: dict[str, bytes] = {}  # file_id -> content, for getFile and downloads
         LocalServer.__init__(self, self._handler_class(), "/bot")
 
     # ---- scripting ----
@@ -100,6 +102,32 @@ class FakeTelegram(LocalServer):
         )
         user = {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "User"}
         return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user, **content}
+
+    def push_document(
+        self, chat_id: int, file_name: str, content: bytes, user_id: int | None = None, mime_type: str = "text/plain"
+    ) -> dict:
+        """A user's file (a Telegram "document" message); its bytes are served by getFile and download."""
+        file_id = f"file{next(self.message_ids)}"
+        with self.lock:
+            self.files[file_id] = content
+        document = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": len(content),
+        }
+        message = self.user_message(chat_id, user_id, document=document)
+        self.push({"message": message})
+        return message
+
+    def download(self, file_path: str) -> bytes | None:
+        """The content behind a file path that getFile returned, recorded as a "download" call."""
+        with self.lock:
+            content = self.files.get(file_path.removeprefix("documents/"))
+            self.calls.append(Call("download", {"file_path": file_path}, time.monotonic(), ok=content is not None))
+            self.lock.notify_all()
+        return content
 
     def push_callback(self, message: dict, data: str, user_id: int) -> None:
         user = {"id": user_id, "is_bot": False, "first_name": "User"}
@@ -220,6 +248,17 @@ class FakeTelegram(LocalServer):
                 "from": BOT_USER,
                 "text": params.get("text", ""),
             }
+        if method == "getFile":
+            content = self.files.get(params.get("file_id", ""))
+            if content is None:
+                return None
+            file_id = params["file_id"]
+            return {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "file_size": len(content),
+                "file_path": f"documents/{file_id}",
+            }
         if method == "getMyCommands":
             commands = [c for c in self.calls if c.method == "setMyCommands" and c.ok]
             return commands[-1].params.get("commands", []) if commands else []
@@ -236,6 +275,10 @@ class FakeTelegram(LocalServer):
             def do_POST(self) -> None:  # noqa: N802
                 prefix = f"/bot{fake.token}/"
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                files = f"/file/bot{fake.token}/"
+                if unquote(self.path).startswith(files):  # python-telegram-bot quotes the ":" of the token
+                    self._send_file(unquote(self.path)[len(files) :])
+                    return
                 if not self.path.startswith(prefix):
                     self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
                     return
@@ -246,6 +289,17 @@ class FakeTelegram(LocalServer):
                 self._reply(*outcome)
 
             do_GET = do_POST  # noqa: N815
+
+            def _send_file(self, file_path: str) -> None:
+                content = fake.download(file_path)
+                if content is None:
+                    self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
 
             def _reply(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()

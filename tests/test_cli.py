@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from rag.answer import normalise
+from rag.store import VECTORS, index_file
 from tests.conftest import ROOT
 
 
@@ -80,7 +81,7 @@ def test_setup_errors_are_one_line(tmp_path):
 def test_corrupt_index_is_reported_with_the_remedy(article, tmp_path):
     index_dir = tmp_path / "idx"
     assert rag("index", "--doc", str(article), "--index-dir", str(index_dir)).returncode == 0
-    (index_dir / "vectors.faiss").write_bytes(b"\x00" * 10)
+    index_file(index_dir, VECTORS).write_bytes(b"\x00" * 10)
     result = rag("ask", "--doc", str(article), "--index-dir", str(index_dir), "who revoked the visa?")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (

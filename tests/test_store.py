@@ -5,7 +5,7 @@ import pytest
 
 from rag.engine import Engine
 from rag.errors import IndexCorruptError
-from rag.store import DOCSTORE, INDEX_STORE, MANIFEST, VECTORS
+from rag.store import DOCSTORE, INDEX_STORE, MANIFEST, VECTORS, index_file
 
 QUESTIONS = ["who revoked Bensouda's visa?", "Which allies could be next?", "What is the capital of France?"]
 
@@ -59,7 +59,7 @@ def test_changing_chunking_settings_triggers_a_rebuild(copied):
 
 @pytest.mark.parametrize("name", [VECTORS, DOCSTORE, INDEX_STORE, MANIFEST])
 def test_truncated_index_file_gives_a_clear_error(copied, name):
-    path = copied.index_dir / name
+    path = copied.index_dir / MANIFEST if name == MANIFEST else index_file(copied.index_dir, name)
     path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
     with pytest.raises(IndexCorruptError) as error:
         Engine.open(copied)
@@ -68,13 +68,13 @@ def test_truncated_index_file_gives_a_clear_error(copied, name):
 
 
 def test_missing_index_file_gives_a_clear_error(copied):
-    (copied.index_dir / VECTORS).unlink()
+    index_file(copied.index_dir, VECTORS).unlink()
     with pytest.raises(IndexCorruptError, match="is missing"):
         Engine.open(copied)
 
 
 def test_rebuild_repairs_a_corrupt_index(copied):
-    (copied.index_dir / VECTORS).write_bytes(b"garbage")
+    index_file(copied.index_dir, VECTORS).write_bytes(b"garbage")
     engine = Engine.open(copied, rebuild=True)
     assert not engine.ask(QUESTIONS[0]).abstained
     Engine.open(copied)  # and it loads cleanly afterwards
@@ -162,7 +162,7 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
     ],
 )
 def test_index_files_holding_something_else_are_reported_as_corrupt(copied, name, content, problem):
-    path = copied.index_dir / name
+    path = index_file(copied.index_dir, name)
     path.write_bytes(content)
     with pytest.raises(IndexCorruptError, match=problem) as error:
         Engine.open(copied)

@@ -11,7 +11,7 @@ from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from rag.bot import handlers
+from rag.bot import handlers, uploads
 from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
 from rag.config import Config, load_config
 from rag.errors import RagError
@@ -28,7 +28,8 @@ async def post_init(application: Application) -> None:
     config: Config = application.bot_data["config"]
     engine = await asyncio.to_thread(Engine.open, config, False, logger.info)
     application.bot_data["state"] = handlers.BotState.create(engine, config.telegram)
-    await application.bot.set_my_commands([BotCommand(name, text) for name, text in handlers.COMMANDS.items()])
+    commands = {**handlers.COMMANDS, **uploads.COMMANDS}
+    await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()])
     logger.info(
         "Ready: answering questions about %s as @%s",
         ", ".join(d.title for d in engine.documents),
@@ -43,6 +44,7 @@ def build_application(config: Config, token: str) -> Application:
         Application.builder()
         .token(token)
         .base_url(tg.base_url)
+        .base_file_url(uploads.file_url(tg))
         .request(RetryingRequest(retries=tg.send_retries, connection_pool_size=64))
         .get_updates_request(RetryingRequest(retries=0))
         .rate_limiter(
@@ -64,13 +66,17 @@ def build_application(config: Config, token: str) -> Application:
         "reset": handlers.reset,
         "sources": handlers.sources,
         "ask": handlers.ask,
+        "docs": uploads.docs,
+        "remove": uploads.remove,
     }
     for name, callback in commands.items():
         application.add_handler(CommandHandler(name, callback, filters=NEW_MESSAGES))
     private = filters.ChatType.PRIVATE & NEW_MESSAGES
     application.add_handler(MessageHandler(NEW_MESSAGES & filters.TEXT & ~filters.COMMAND, handlers.text_message))
     application.add_handler(MessageHandler(private & filters.COMMAND, handlers.unknown_command))
+    application.add_handler(MessageHandler(private & filters.Document.ALL, uploads.document_message))
     application.add_handler(MessageHandler(private & ~filters.TEXT & ~filters.StatusUpdate.ALL, handlers.not_text))
+    application.add_handler(CallbackQueryHandler(uploads.remove_button, pattern=r"^rm:"))
     application.add_handler(CallbackQueryHandler(handlers.button))
     application.add_error_handler(handlers.on_error)
     return application

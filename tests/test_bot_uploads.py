@@ -1,0 +1,89 @@
+"""Document uploads on Telegram: the real bot.py against the fake Bot API, which serves getFile and downloads.
+
+The bot has its own index folder here: uploads are added to the index, which the other tests share.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bot_harness import running_bot, write_config
+from tests.fake_telegram import FakeTelegram
+
+ADMIN, USER = 7001, 7002
+NOTES = b"# Meeting notes\n\nThe committee met on Tuesday. It adopted a budget of 7 million euros.\n"
+BUDGET = "What budget did the committee adopt?"
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bot(fake, article, onnx_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("upload-bot")
+    telegram = {"admin_user_ids": [ADMIN], "messages_per_second": 1000, "questions_per_minute": 100}
+    config = write_config(folder / "bot.yaml", article, telegram)
+    with running_bot(fake, config, folder / "index", folder / "bot.log", onnx_dir) as process:
+        process.log = folder / "bot.log"
+        yield process
+
+
+def texts(fake: FakeTelegram, message: dict, count: int, timeout: float = 120) -> list[str]:
+    """The first `count` replies to `message`, once they have arrived."""
+    fake.wait_until(lambda: len(fake.replies_to(message)) >= count, timeout=timeout)
+    return [c.params["text"] for c in fake.replies_to(message)]
+
+
+def ask(fake: FakeTelegram, chat_id: int, text: str) -> str:
+    return texts(fake, fake.push_text(chat_id, text), 1)[0]
+
+
+def test_an_admin_uploads_a_document_then_asks_lists_and_removes_it(fake, bot):
+    upload = fake.push_document(ADMIN, "notes.md", NOTES)
+    reading, added = texts(fake, upload, 2)
+    assert reading == "Reading notes.md…"
+    assert added == "Added notes.md: 2 passages. Ask me about it."
+    assert [c.params["file_id"] for c in fake.sent(method="getFile")] == [upload["document"]["file_id"]]
+    assert fake.sent(method="download")
+
+    assert "7 million euros" in ask(fake, ADMIN, BUDGET)
+    assert "revoked the American visa" in ask(fake, ADMIN + 100, "who revoked Bensouda's visa?")  # still answers
+    listing = ask(fake, ADMIN, "/docs")
+    assert "dw-icc-sanctions.txt: 11 passages" in listing and "(configured)" in listing
+    assert "notes.md: 2 passages" in listing
+
+    command = fake.push_text(ADMIN, "/remove notes.md")
+    assert texts(fake, command, 1) == ["Remove notes.md (2 passages)?"]
+    prompt = fake.replies_to(command)[0]
+    choices = {b["text"]: b["callback_data"] for row in prompt.params["reply_markup"]["inline_keyboard"] for b in row}
+    fake.push_callback(prompt.result, choices["Remove"], user_id=ADMIN)
+    assert texts(fake, prompt.result, 1) == ["Removed notes.md."]
+    assert "7 million" not in ask(fake, ADMIN, BUDGET)
+    assert "notes.md" not in ask(fake, ADMIN, "/docs")
+
+
+def test_a_non_admin_upload_is_refused_without_downloading(fake, bot):
+    getfile_before = len(fake.sent(method="getFile"))
+    upload = fake.push_document(USER, "mine.md", NOTES)
+    (reply,) = texts(fake, upload, 1)
+    assert reply.startswith("Sorry, only the bot's admins can add documents")
+    assert len(fake.sent(method="getFile")) == getfile_before
+    assert "only the bot's admins" in ask(fake, USER, "/remove dw-icc-sanctions.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reply"),
+    [
+        ("broken.md", b"\xff\xfe\xfa not text \x00\x81", "I couldn't add broken.md: "),
+        ("empty.txt", b"  \n\n ", "I couldn't add empty.txt: "),
+        ("report.pdf", b"%PDF-1.4", "I can add .txt and .md files; report.pdf is not one of them."),
+    ],
+)
+def test_a_bad_upload_gets_a_clear_reply_and_nothing_is_lost(fake, bot, name, content, reply):
+    upload = fake.push_document(ADMIN, name, content)
+    answer = texts(fake, upload, 2 if name.endswith((".md", ".txt")) else 1)[-1]
+    assert answer.startswith(reply) and "Traceback" not in answer
+    assert "revoked the American visa" in ask(fake, ADMIN, "who revoked Bensouda's visa?")
