@@ -9,6 +9,7 @@ import pytest
 
 from tests.bot_harness import running_bot, write_config
 from tests.fake_telegram import FakeTelegram
+from tests.test_formats import make_pdf
 
 ADMIN, USER = 7001, 7002
 NOTES = b"# Meeting notes\n\nThe committee met on Tuesday. It adopted a budget of 7 million euros.\n"
@@ -79,11 +80,27 @@ def test_a_non_admin_upload_is_refused_without_downloading(fake, bot):
     [
         ("broken.md", b"\xff\xfe\xfa not text \x00\x81", "I couldn't add broken.md: "),
         ("empty.txt", b"  \n\n ", "I couldn't add empty.txt: "),
-        ("report.pdf", b"%PDF-1.4", "I can add .txt and .md files; report.pdf is not one of them."),
+        ("report.pdf", b"%PDF-1.4 truncated", "I couldn't add report.pdf: "),
+        ("photo.png", b"\x89PNG\r\n", "I can add PDF, Word (.docx), HTML, Markdown and text files; photo.png is not"),
     ],
 )
 def test_a_bad_upload_gets_a_clear_reply_and_nothing_is_lost(fake, bot, name, content, reply):
     upload = fake.push_document(ADMIN, name, content)
-    answer = texts(fake, upload, 2 if name.endswith((".md", ".txt")) else 1)[-1]
+    answer = texts(fake, upload, 1 if name.endswith(".png") else 2)[-1]
     assert answer.startswith(reply) and "Traceback" not in answer
+    assert "revoked the American visa" in ask(fake, ADMIN, "who revoked Bensouda's visa?")
+
+
+def test_an_uploaded_pdf_is_answered_with_its_page(fake, bot, tmp_path):
+    pages = [
+        ["The orchard report covers three seasons of growth."],
+        ["The east orchard lost forty apple trees to frost in April."],
+        ["Next year the cooperative will plant pear trees instead."],
+    ]
+    pdf = make_pdf(tmp_path / "orchard.pdf", pages)
+    upload = fake.push_document(ADMIN, "orchard.pdf", pdf.read_bytes())
+    reading, added = texts(fake, upload, 2)
+    assert reading == "Reading orchard.pdf…" and added.startswith("Added orchard.pdf:") and "3 pages" in added
+    answer = ask(fake, ADMIN, "How many apple trees did the east orchard lose to frost?")
+    assert "forty apple trees" in answer and "orchard.pdf, p. 2" in answer
     assert "revoked the American visa" in ask(fake, ADMIN, "who revoked Bensouda's visa?")

@@ -1,12 +1,12 @@
 """Documents sent to the bot by its admins: downloaded, added to the index incrementally, listed, removed.
 
-An admin (``telegram.admin_user_ids``) sends a .txt or .md file in a private chat: the bot replies
-"Reading NAME…", downloads it (getFile, then the file URL) into ``<index_dir>/uploads/``, adds it
-with `rag.store.add_documents` (only its passages are embedded) and then swaps in an engine over the
-new index; until then questions are answered from the previous one. Uploads are processed one at a
-time. Anyone admitted may list the documents with /docs; admins remove an added one with
-/remove NAME and a confirmation button. Other users' files get one polite refusal and are never
-downloaded.
+An admin (``telegram.admin_user_ids``) sends a document (PDF, DOCX, HTML, Markdown or text) in a
+private chat: the bot replies "Reading NAME…", downloads it (getFile, then the file URL) into
+``<index_dir>/uploads/``, adds it with `rag.store.add_documents` (only its passages are embedded)
+and then swaps in an engine over the new index; until then questions are answered from the
+previous one. Uploads are processed one at a time. Anyone admitted may list the documents with
+/docs; admins remove an added one with /remove NAME and a confirmation button. Other users' files
+get one polite refusal and are never downloaded.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from rag.bot.render import escape_html
 from rag.config import Config, TelegramConfig
 from rag.engine import Engine
 from rag.errors import DocumentError
-from rag.ingest import read_document
+from rag.ingest import SUPPORTED_SUFFIXES, read_document
 
-UPLOAD_SUFFIXES = (".txt", ".md", ".markdown")
+UPLOAD_SUFFIXES = tuple(sorted(suffix for suffix in SUPPORTED_SUFFIXES if suffix))
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
 COMMANDS = {"docs": "the documents I answer from", "remove": "remove an added document (admins)"}
 UPLOADS = "uploads"
@@ -46,7 +46,7 @@ def file_url(config: TelegramConfig) -> str:
 def upload_problem(name: str, size: int | None) -> str | None:
     """Why a sent file cannot be added (type or size), or None."""
     if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
-        return f"I can add .txt and .md files; {name} is not one of them."
+        return f"I can add PDF, Word (.docx), HTML, Markdown and text files; {name} is not one of them."
     if size is not None and size > MAX_DOWNLOAD_BYTES:
         return f"{name} is larger than the {MAX_DOWNLOAD_BYTES // 2**20} MB that bots may download."
     return None
@@ -62,7 +62,7 @@ def is_admin(st: BotState, user_id: int) -> bool:
 
 
 async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A file sent in a private chat: an admin's .txt/.md is indexed; anyone else is refused. With no
+    """A file sent in a private chat: an admin's document is indexed; anyone else is refused. With no
     admins configured, files get the "text only" reply of other non-text messages."""
     if not state(context).config.admin_user_ids:  # uploads are off: the bot reads text only
         await not_text(update, context)
