@@ -481,7 +481,12 @@ def load_index(
         raise _corrupt(folder / INDEX_STORE, f"cannot be read ({type(exc).__name__})", index_dir) from None
     if not isinstance(index, VectorStoreIndex):
         raise _corrupt(folder / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index", index_dir)
-    nodes = _text_nodes(docstore)
+    try:
+        nodes = _text_nodes(docstore)
+    except (KeyError, TypeError, ValueError) as exc:  # a record llama-index cannot decode into a node
+        raise _corrupt(
+            folder / DOCSTORE, f"holds a passage that cannot be read ({type(exc).__name__})", index_dir
+        ) from None
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"

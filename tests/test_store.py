@@ -169,6 +169,18 @@ def test_index_files_holding_something_else_are_reported_as_corrupt(copied, name
     assert str(path) in str(error.value)
 
 
+def test_a_docstore_record_that_is_not_a_node_is_reported_as_corrupt(copied):
+    path = index_file(copied.index_dir, DOCSTORE)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    records = data["docstore/data"]
+    first = next(iter(records))
+    del records[first]["__type__"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="holds a passage that cannot be read") as error:
+        Engine.open(copied)
+    assert str(path) in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("target", "error"),
     [
