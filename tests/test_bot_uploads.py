@@ -104,3 +104,17 @@ def test_an_uploaded_pdf_is_answered_with_its_page(fake, bot, tmp_path):
     answer = ask(fake, ADMIN, "How many apple trees did the east orchard lose to frost?")
     assert "forty apple trees" in answer and "orchard.pdf, p. 2" in answer
     assert "revoked the American visa" in ask(fake, ADMIN, "who revoked Bensouda's visa?")
+
+
+def test_questions_are_answered_from_the_previous_index_while_an_upload_is_indexed(fake, bot):
+    """Another chat's question, sent right after a large upload, is answered before the upload is."""
+    sentences = [
+        f"Warehouse {n} in the northern district stores {n * 7} crates of tinned tomatoes." for n in range(600)
+    ]
+    upload = fake.push_document(ADMIN, "inventory.txt", "\n\n".join(sentences).encode())
+    texts(fake, upload, 1)  # "Reading inventory.txt…": the download and indexing have started
+    question = fake.push_text(ADMIN + 200, "who revoked Bensouda's visa?")
+    (answer,) = texts(fake, question, 1)
+    assert "revoked the American visa" in answer
+    assert len(fake.replies_to(upload)) == 1, "the question waited for the upload"
+    assert texts(fake, upload, 2)[1].startswith("Added inventory.txt: 600 passages")
