@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def common_options() -> argparse.ArgumentParser:
+    """The options every command takes after its name (and bot.py too): --config, --doc, --index-dir."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="config file (default: ./config.yaml, else the packaged default)")
     common.add_argument(
@@ -56,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer from this document instead of the configured ones (repeat for several)",
     )
     common.add_argument("--index-dir", type=Path, help="folder of the persisted index")
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
     parser = argparse.ArgumentParser(
         prog="python -m rag", description="Ask questions about a document; answers quote it and cite passages."
     )
@@ -143,13 +148,15 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from rag.config import expand_documents
     from rag.embedding import load_embed_model
     from rag.ingest import display_path
     from rag.store import add_documents
 
     config = load(args)
+    paths = expand_documents([path.resolve() for path in args.paths])  # files, folders and globs, as --doc takes
     started = time.perf_counter()
-    result = add_documents(config, args.paths, load_embed_model(config.embedding, progress), progress)
+    result = add_documents(config, paths, load_embed_model(config.embedding, progress), progress)
     for document, action in result.actions:
         passages = next(e["passages"] for e in result.stored.manifest["documents"] if e["source"] == source(document))
         print(f"{action:<9} {display_path(document.path)}: {passages} passages")

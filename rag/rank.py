@@ -51,7 +51,9 @@ NUMBER_WORD = re.compile(
     re.I,
 )
 TIME_WORD = re.compile(
-    r"^(\d{3,4}s?|\d{1,2}(st|nd|rd|th)|january|february|march|april|may|june|july|august|september|october|november|"
+    r"^(\d{3,4}s?|\d{1,2}(st|nd|rd|th)|\d{1,2}:\d{2}(:\d{2})?(am|pm)?|\d{1,2}(am|pm)|am|pm|a\.m|p\.m|o’clock|o'clock|"
+    r"noon|midnight|morning|evening|night|weekend|weekends|weekday|weekdays|hour|hours|minute|minutes|"
+    r"january|february|march|april|may|june|july|august|september|october|november|"
     r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|tomorrow|year|years|month|"
     r"months|week|weeks|day|days|century|centuries|decade|decades|ago|earlier|later|since|until|before|after|during)$",
     re.I,
@@ -91,8 +93,8 @@ def answer_tokens(text: str) -> list[tuple[str, frozenset[str]]]:
     """The words of `text` that could be an answer of some kind, with their kinds: "number",
     "time" or "name" (a capitalised word that does not open the text)."""
     tokens = []
-    for i, token in enumerate(re.findall(r"[\w’'%.,-]+", text)):
-        bare = token.strip(".,’'-")
+    for i, token in enumerate(re.findall(r"[\w’'%.,:-]+", text)):
+        bare = token.strip(".,’'-:")
         kinds = {kind for kind, pattern in (("number", NUMBER_WORD), ("time", TIME_WORD)) if pattern.match(bare)}
         if i > 0 and bare[:1].isupper():
             kinds.add("name")

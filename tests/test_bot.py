@@ -30,12 +30,12 @@ def test_long_replies_are_split_between_paragraphs():
     assert split_messages(["x" * 5000], limit=4096) == ["x" * 4096, "x" * 904]
 
 
-def run_bot(env: dict[str, str]) -> subprocess.CompletedProcess:
+def run_bot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     import os
 
     default_log = {k: v for k, v in os.environ.items() if k != "LOG_LEVEL"}
     return subprocess.run(
-        [sys.executable, "bot.py"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env
+        [sys.executable, "bot.py", *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=default_log | env
     )
 
 
@@ -47,6 +47,19 @@ def test_a_missing_document_fails_before_any_network_traffic(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: document not found: {tmp_path / 'gone.txt'}"
+
+
+def test_bot_py_takes_the_common_options_and_refuses_unknown_ones(tmp_path):
+    config = tmp_path / "bot.yaml"
+    config.write_text(f"documents: [{tmp_path / 'gone.txt'}]\n")
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    result = run_bot(env, "--config", str(config))  # the config named on the command line is the one used
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: document not found: {tmp_path / 'gone.txt'}"
+    result = run_bot(env, "--doc", str(tmp_path / "other.txt"))
+    assert result.returncode == 1 and result.stderr.strip() == f"error: document not found: {tmp_path / 'other.txt'}"
+    result = run_bot(env, "--confg", str(config))
+    assert result.returncode == 2 and "unrecognized arguments: --confg" in result.stderr
 
 
 def test_an_unreachable_bot_api_exits_with_a_clear_last_line():

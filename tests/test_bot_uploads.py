@@ -75,6 +75,14 @@ def test_a_non_admin_upload_is_refused_without_downloading(fake, bot):
     assert "only the bot's admins" in ask(fake, USER, "/remove dw-icc-sanctions.txt")
 
 
+def test_removing_an_unknown_document_names_the_documents_without_server_paths(fake, bot):
+    reply = ask(fake, ADMIN, "/remove nothing.pdf")
+    assert (
+        reply.startswith("I have no single document called nothing.pdf; I have: ") and "dw-icc-sanctions.txt" in reply
+    )
+    assert "/" not in reply.replace("/docs", "")
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reply"),
     [
@@ -88,6 +96,7 @@ def test_a_bad_upload_gets_a_clear_reply_and_nothing_is_lost(fake, bot, name, co
     upload = fake.push_document(ADMIN, name, content)
     answer = texts(fake, upload, 1 if name.endswith(".png") else 2)[-1]
     assert answer.startswith(reply) and "Traceback" not in answer
+    assert f"{name}: {name}" not in answer and "/" not in answer.split(":", 1)[-1]  # no repeated name, no paths
     assert "revoked the American visa" in ask(fake, ADMIN, "who revoked Bensouda's visa?")
 
 

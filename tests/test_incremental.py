@@ -127,6 +127,22 @@ def test_rag_add_embeds_only_the_new_document_and_keeps_the_first_ones_answers(a
     assert embedded_and_reused(again.stdout) == (0, embedded + reused) and "unchanged" in again.stdout
 
 
+def test_rag_add_takes_folders_and_globs_like_doc(article, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "garden.txt").write_text("The garden committee meets on Tuesdays.\n", encoding="utf-8")
+    (folder / "budget.md").write_text("# Budget\n\nThe budget for seeds is forty euros.\n", encoding="utf-8")
+    (folder / "minutes.txt").write_text("The minutes were approved without changes.\n", encoding="utf-8")
+    where = ["--doc", str(article), "--index-dir", str(tmp_path / "index")]
+    added = rag("add", *where, str(folder / "*.md"))
+    assert added.returncode == 0, added.stderr
+    assert "budget.md" in added.stdout and "garden.txt" not in added.stdout
+    added = rag("add", *where, str(folder))
+    assert added.returncode == 0, added.stderr
+    assert "garden.txt" in added.stdout and "minutes.txt" in added.stdout
+    assert len(rag("docs", *where).stdout.splitlines()) == 1 + 4
+
+
 def test_rag_docs_lists_documents_passages_pages_and_dates(article, tmp_path):
     where = ["--doc", str(article), "--index-dir", str(tmp_path / "index")]
     assert rag("add", *where, str(LICENSE)).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -105,14 +106,20 @@ class NoStartupTraceback(logging.Filter):
         )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from rag.cli import common_options
+
+    parser = argparse.ArgumentParser(
+        prog="bot.py", parents=[common_options()], description="The Telegram bot (token in TELEGRAM_BOT_TOKEN)."
+    )
+    args = parser.parse_args(argv)  # an unknown option is an error, not silently ignored
     token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
     if not token:
         print("error: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you", file=sys.stderr)
         return 1
     configure_logging(token)
     try:
-        config = load_config()
+        config = load_config(args.config, doc=args.doc, index_dir=args.index_dir)
         load_documents(config)  # a missing or unreadable document fails before any network traffic
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

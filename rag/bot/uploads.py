@@ -86,7 +86,7 @@ async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
             await (await context.bot.get_file(document.file_id)).download_to_drive(staged)
             st.engine, entry, action = await asyncio.to_thread(add_upload, st.engine, staged)
         except DocumentError as exc:
-            problem = str(exc).replace(str(staged), name)  # no server paths in the reply
+            problem = str(exc).replace(f"{staged}: ", "").replace(str(staged), name)  # no server paths in the reply
             await send(
                 got.message, [escape_html(f"I couldn't add {name}: {problem}. Nothing already indexed changed.")]
             )
@@ -94,7 +94,8 @@ async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         finally:
             staged.unlink(missing_ok=True)
     pages = f", {entry['pages']} pages" if entry.get("pages") else ""
-    await send(got.message, [f"{action} {escape_html(name)}: {entry['passages']} passages{pages}. Ask me about it."])
+    passages = f"{entry['passages']} passage{'' if entry['passages'] == 1 else 's'}"
+    await send(got.message, [f"{action} {escape_html(name)}: {passages}{pages}. Ask me about it."])
 
 
 def uploads_dir(config: Config) -> Path:
@@ -148,10 +149,14 @@ async def remove(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not context.args:
         await send(got.message, ["Usage: /remove followed by the document's name, e.g. /remove notes.md (see /docs)"])
         return
+    wanted = " ".join(context.args)
     try:
-        entry = find_document(st.engine.stored.manifest, " ".join(context.args))
-    except DocumentError as exc:
-        await send(got.message, [escape_html(str(exc))])
+        entry = find_document(st.engine.stored.manifest, wanted)
+    except DocumentError:  # its message lists server paths: the chat gets names only
+        names = ", ".join(sorted(Path(e["source"]).name for e in st.engine.stored.manifest["documents"]))
+        await send(
+            got.message, [escape_html(f"I have no single document called {wanted}; I have: {names}. See /docs.")]
+        )
         return
     name = escape_html(Path(entry["source"]).name)
     if entry["origin"] != "added":
