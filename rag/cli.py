@@ -184,10 +184,9 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_docs(args: argparse.Namespace) -> int:
     from rag.ingest import display_path
-    from rag.store import read_current_manifest
 
-    config = load(args)
-    entries = read_current_manifest(config.index_dir)["documents"]
+    # opened like `ask` opens it: built or brought up to date for the configured documents (or --doc) first
+    entries = open_engine(load(args)).stored.manifest["documents"]
     rows = [
         (
             display_path(Path(e["source"])),

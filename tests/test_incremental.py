@@ -143,6 +143,15 @@ def test_rag_add_takes_folders_and_globs_like_doc(article, tmp_path):
     assert len(rag("docs", *where).stdout.splitlines()) == 1 + 4
 
 
+def test_rag_docs_lists_what_doc_names_even_on_a_new_index(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The garden committee meets on Tuesdays.\n", encoding="utf-8")
+    listed = rag("docs", "--doc", str(notes), "--index-dir", str(tmp_path / "index"))
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert len(rows) == 1 and rows[0].split()[0].endswith("notes.txt") and rows[0].split()[-1] == "config"
+
+
 def test_rag_docs_lists_documents_passages_pages_and_dates(article, tmp_path):
     where = ["--doc", str(article), "--index-dir", str(tmp_path / "index")]
     assert rag("add", *where, str(LICENSE)).returncode == 0
