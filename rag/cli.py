@@ -19,7 +19,6 @@ from rag.errors import QuestionError, RagError
 if TYPE_CHECKING:
     from rag.config import Config
     from rag.engine import Engine
-    from rag.ingest import SourceDocument
 
 REPL_HELP = """Ask a question about the document, or use a command:
   /sources  the full quoted passages of the last answer
@@ -158,7 +157,7 @@ def run_add(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = add_documents(config, paths, load_embed_model(config.embedding, progress), progress)
     for document, action in result.actions:
-        passages = next(e["passages"] for e in result.stored.manifest["documents"] if e["source"] == source(document))
+        passages = next(e["passages"] for e in result.stored.manifest["documents"] if e["source"] == document.source)
         print(f"{action:<9} {display_path(document.path)}: {passages} passages")
     print(
         f"Embedded {result.counts.embedded} passages, reused {result.counts.reused}"
@@ -215,11 +214,6 @@ def count(n: int, noun: str) -> str:
 def progress(message: str) -> None:
     """Progress lines go to stderr, so that stdout holds only the result."""
     print(message, file=sys.stderr, flush=True)
-
-
-def source(document: SourceDocument) -> str:
-    """How the index names a document: its resolved path."""
-    return str(document.path.resolve())
 
 
 def run_ask(args: argparse.Namespace) -> int:

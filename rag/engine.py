@@ -42,7 +42,7 @@ class Engine:
 
         model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
         documents, stored, retriever = open_retrieval(config, rebuild, progress)
-        texts = {str(d.path.resolve()): d.text for d in documents}
+        texts = {d.source: d.text for d in documents}
         name = documents[0].title if len(documents) == 1 else f"the {len(documents)} documents"
         extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
         answerer: Answerer = extractive
@@ -51,9 +51,7 @@ class Engine:
 
             checker = reply_checker(extractive, retriever)
             answerer = GenerativeAnswerer(extractive, build_llm(config.llm), checker, config.llm)
-        return cls(
-            config, documents, stored, retriever, answerer, extractive.features.weights, name, extractive.threshold
-        )
+        return cls(config, documents, stored, retriever, answerer, extractive.weights, name, extractive.threshold)
 
     def new_session(self) -> ChatSession:
         return ChatSession(history_turns=self.config.chat.history_turns)

@@ -172,9 +172,7 @@ class GenerativeAnswerer:
 def reply_checker(extractive: ExtractiveAnswerer, retriever: HybridRetriever) -> ReplyChecker:
     """A checker on the engine's single embedding path: the retriever's cached query embedding
     for sentences, the vectors FAISS already holds for passages."""
-    return ReplyChecker(
-        extractive, retriever.embed, lambda node_id: retriever.faiss.reconstruct(retriever.positions[node_id])
-    )
+    return ReplyChecker(extractive, retriever.embed, retriever.stored_vector)
 
 
 class ReplyChecker:

@@ -58,6 +58,11 @@ class SourceDocument:
     pages: int | None = None  # a PDF's page count
 
     @property
+    def source(self) -> str:
+        """How the index names the document: its resolved path (whatever the working folder)."""
+        return str(self.path.resolve())
+
+    @property
     def title(self) -> str:
         """The opening heading, else the file name."""
         first = self.paragraphs[0]

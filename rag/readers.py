@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import DocumentError, DocumentTooLargeError, EmptyDocumentError, UnreadableDocumentError
+from rag.lexical import normalise
 
 MAX_DOCUMENT_BYTES = 20 * 2**20  # 20 MB, Telegram's download limit for bots
 MAX_UNZIPPED_BYTES = 100 * 2**20  # 100 MB of decompressed DOCX members
@@ -292,7 +293,7 @@ def _html_pieces(main) -> Iterator[tuple[str, bool]]:
         if any(a.tag in ("p", "item", "quote", "code", "row") for a in element.iterancestors()):
             continue  # nested inside a block already taken
         if element.tag == "row":
-            text = " | ".join(" ".join("".join(cell.itertext()).split()) for cell in element.iter("cell"))
+            text = " | ".join(normalise("".join(cell.itertext())) for cell in element.iter("cell"))
         else:
             text = "".join(element.itertext())
         yield text, element.tag == "head"
@@ -309,7 +310,7 @@ def _docx_pieces(document) -> Iterator[tuple[str, bool]]:
                 for cell in row.cells:  # a merged cell repeats: keep it once
                     if not cells or cell.text != cells[-1]:
                         cells.append(cell.text)
-                yield " | ".join(" ".join(c.split()) for c in cells), False
+                yield " | ".join(normalise(c) for c in cells), False
         else:
             yield item.text, _is_heading_style(item.style)
 

@@ -96,8 +96,12 @@ class HybridRetriever:
         """(passage id, BM25 score) by score, matches only."""
         return self.bm25.search(query, self.depth)
 
+    def stored_vector(self, node_id: str) -> np.ndarray:
+        """A passage's vector as the FAISS index holds it (no re-embedding)."""
+        return self.faiss.reconstruct(self.positions[node_id])
+
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
-        passage = self.faiss.reconstruct(self.positions[node_id])
+        passage = self.stored_vector(node_id)
         return tuple(float(np.dot(vector, passage)) for vector in vectors)
 
 

@@ -85,7 +85,7 @@ class Target:
 
     @property
     def source(self) -> str:
-        return str(self.document.path.resolve())
+        return self.document.source
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def open_index(
     with build_lock(config.index_dir):
         manifest = _manifest_for_update(config.index_dir, rebuild, progress)
         targets = plan(config, documents, manifest)
-        if not rebuild and manifest is not None and _settings_match(manifest, config) and _holds(manifest, targets):
+        if not rebuild and _up_to_date(manifest, config, targets):
             return load_index(config.index_dir, embed_model, [t.document for t in targets])  # built meanwhile
         reason = (
             "rebuild requested"
@@ -169,7 +169,7 @@ def add_documents(
         targets = plan(config, configured, manifest)
         actions = []
         for document in new:
-            at = next((i for i, t in enumerate(targets) if t.source == str(document.path.resolve())), None)
+            at = next((i for i, t in enumerate(targets) if t.source == document.source), None)
             if at is None:
                 _refuse_duplicate(document, targets)
                 targets.append(Target(document, "added"))
@@ -177,7 +177,7 @@ def add_documents(
             else:
                 targets[at] = Target(document, targets[at].origin)
                 actions.append((document, _change(manifest, targets[at])))
-        if manifest is not None and _settings_match(manifest, config) and _holds(manifest, targets):
+        if _up_to_date(manifest, config, targets):
             stored = load_index(config.index_dir, embed_model, [t.document for t in targets])
             return AddResult(stored, BuildCounts(0, len(stored.nodes)), actions)
         progress(f"Updating the index in {config.index_dir}...")
@@ -195,7 +195,7 @@ def remove_document(
     with build_lock(config.index_dir):
         manifest = read_current_manifest(config.index_dir)
         entry = find_document(manifest, name)
-        if entry["source"] in {str(d.path.resolve()) for d in configured}:
+        if entry["source"] in {d.source for d in configured}:
             raise DocumentError(
                 f"{display_path(Path(entry['source']))} is a configured document (config `documents` or --doc);"
                 " remove it there, not with `rag remove`"
@@ -280,6 +280,11 @@ def _change(manifest: dict[str, Any] | None, target: Target) -> str:
 
 def _settings_match(manifest: dict[str, Any], config: Config) -> bool:
     return all(manifest.get(key) == value for key, value in build_settings(config).items())
+
+
+def _up_to_date(manifest: dict[str, Any] | None, config: Config, targets: list[Target]) -> bool:
+    """Whether the index the manifest describes was built with these settings for exactly these documents."""
+    return manifest is not None and _settings_match(manifest, config) and _holds(manifest, targets)
 
 
 def _holds(manifest: dict[str, Any], targets: list[Target]) -> bool:

@@ -21,6 +21,7 @@ from telegram.ext import ContextTypes
 
 from rag.bot.handlers import BotState, admitted, incoming, not_text, send, state
 from rag.bot.render import escape_html
+from rag.cli import count
 from rag.config import Config, TelegramConfig
 from rag.engine import Engine
 from rag.errors import DocumentError
@@ -94,8 +95,9 @@ async def document_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         finally:
             staged.unlink(missing_ok=True)
     pages = f", {entry['pages']} pages" if entry.get("pages") else ""
-    passages = f"{entry['passages']} passage{'' if entry['passages'] == 1 else 's'}"
-    await send(got.message, [f"{action} {escape_html(name)}: {passages}{pages}. Ask me about it."])
+    await send(
+        got.message, [f"{action} {escape_html(name)}: {count(entry['passages'], 'passage')}{pages}. Ask me about it."]
+    )
 
 
 def uploads_dir(config: Config) -> Path:
