@@ -6,8 +6,12 @@ Files in the index folder:
                       files; replaced atomically, last, so a reader sees the old index or the new one
     gen-N/vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
                             exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
-    gen-N/docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
-    gen-N/index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
+    gen-N/passages.sqlite   llama-index's KVDocumentStore (the passages) and KVIndexStore (FAISS
+                            position -> passage id) on `rag.kvstore.SqliteKVStore`: records are
+                            read when a passage is needed, not at start
+    gen-N/passages.npz      compact arrays in document order (`rag.passages`): passage id, document,
+                            paragraph, offsets; and each BM25 term's document frequency
+    gen-N/bm25/             the BM25 index (bm25s's own files: .npy arrays and JSON), memory-mapped
 
 The index holds the configured documents plus those added with `add_documents` (recorded in the
 manifest with ``"origin": "added"``; they stay until `remove_document`). Every build is
@@ -19,7 +23,9 @@ embedded. A change of index format, embedding model or chunking re-embeds everyt
 updates it (reporting progress) when it is missing or stale. Builds write a new generation folder
 under the build lock and then swap the manifest in: an interrupted build leaves the previous index
 intact. A file that cannot be read back raises `IndexCorruptError` naming it and the remedy.
-Nothing is loaded with pickle.
+Nothing is loaded with pickle. The BM25 index and the term statistics are computed once, at
+build time, with the one analyser (`rag.lexical.content_terms`); opening an index reads only the
+arrays, the BM25 vocabulary and the FAISS file, whatever the number of passages.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ from rag.config import Config
 from rag.embedding import model_id
 from rag.errors import DocumentError, IndexCorruptError
 from rag.ingest import SourceDocument, display_path, read_document
+from rag.kvstore import SqliteKVStore
+from rag.lexical import TermWeights
 from rag.llama_adapter import faiss_position_ids
+from rag.passages import Passages
+from rag.retrieve import Bm25Index
 
 if TYPE_CHECKING:
     from llama_index.core import VectorStoreIndex
@@ -52,10 +62,14 @@ if TYPE_CHECKING:
 # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
 # 3: pages and sections in passage metadata (PDF, HTML, DOCX, Markdown readers)
 # 4: files in a generation folder named by the manifest; per-document passages, origin and dates
-FORMAT_VERSION = 4
+# 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
+FORMAT_VERSION = 5
 BUILD_BATCH = 1024
-VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
-INDEX_FILES = (VECTORS, DOCSTORE, INDEX_STORE)
+VECTORS, PASSAGES_DB, ARRAYS, BM25, MANIFEST = (
+    "vectors.faiss", "passages.sqlite", "passages.npz", "bm25", "manifest.json"
+)  # fmt: skip
+INDEX_FILES = (VECTORS, PASSAGES_DB, ARRAYS, BM25)
+OLD_FILES = ("vectors.faiss", "docstore.json", "index_store.json")  # a format-2 index kept them beside the manifest
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
 Origin = Literal["config", "added"]
@@ -63,17 +77,26 @@ Origin = Literal["config", "added"]
 
 @dataclass
 class StoredIndex:
-    """A loaded index: the llama-index index, its passages in document order, its manifest and the
-    documents it holds (configured ones first, then added ones)."""
+    """A loaded index: the llama-index index (its docstore read on demand), its passages in
+    document order, BM25, the term weights, its manifest and the documents it holds (configured
+    ones first, then added ones)."""
 
     index: VectorStoreIndex
-    nodes: list[TextNode]
+    passages: Passages
+    bm25: Bm25Index
+    weights: TermWeights
     manifest: dict[str, Any]
     documents: list[SourceDocument] = field(default_factory=list)
 
     @property
     def faiss(self) -> Any:
         return self.index.vector_store.client
+
+    @property
+    def nodes(self) -> list[TextNode]:
+        """Every passage's node in document order, read from the docstore (all of them: for builds,
+        training and small indexes; answering reads only what it retrieves)."""
+        return _text_nodes(self.index.docstore)
 
 
 @dataclass(frozen=True)
@@ -151,7 +174,7 @@ def open_index(
         previous = None if rebuild else reusable_index(config, manifest, embed_model)
         stored, counts = build_index(config, targets, embed_model, previous, manifest)
     progress(
-        f"Indexed {len(stored.nodes)} passages from {len(targets)} document(s)"
+        f"Indexed {len(stored.passages)} passages from {len(targets)} document(s)"
         f" ({counts.embedded} embedded, {counts.reused} reused)."
     )
     return stored
@@ -179,7 +202,7 @@ def add_documents(
                 actions.append((document, _change(manifest, targets[at])))
         if _up_to_date(manifest, config, targets):
             stored = load_index(config.index_dir, embed_model, [t.document for t in targets])
-            return AddResult(stored, BuildCounts(0, len(stored.nodes)), actions)
+            return AddResult(stored, BuildCounts(0, len(stored.passages)), actions)
         progress(f"Updating the index in {config.index_dir}...")
         previous = reusable_index(config, manifest, embed_model)
         stored, counts = build_index(config, targets, embed_model, previous, manifest)
@@ -358,36 +381,61 @@ def build_index(
     """Persist an index of `targets`: passages of documents that `previous` holds unchanged keep
     their nodes and vectors; the others are chunked and embedded (batch by batch, with a progress
     bar). Files are written to a new generation folder, then the manifest is swapped in."""
-    import faiss
-    from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
     vectors = _vectors_by_id(previous) if previous else {}
     per_document = [_passages(t, previous, vectors, config) for t in targets]
     nodes = sorted((n for passages in per_document for n in passages), key=_document_order)
     to_embed = sum(n.embedding is None for n in nodes)
     dimension = previous.faiss.d if previous else len(embed_model.get_text_embedding("dimension probe"))
+    config.index_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=config.index_dir))
+    try:
+        kind = _write_files(staging, nodes, config, embed_model, dimension, to_embed)
+        manifest = {
+            **build_settings(config),
+            "documents": _document_entries(targets, per_document, old_manifest),
+            "node_count": len(nodes),
+            "dimension": dimension,
+            "faiss_index": kind,
+            "libraries": _library_versions(),
+        }
+        _persist(config.index_dir, staging, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts = BuildCounts(embedded=to_embed, reused=len(nodes) - to_embed)
+    return load_index(config.index_dir, embed_model, [t.document for t in targets]), counts
+
+
+def _write_files(
+    folder: Path, nodes: list[TextNode], config: Config, embed_model: BaseEmbedding, dimension: int, to_embed: int
+) -> str:
+    """Embed what needs it (batch by batch, with a progress bar) and write every index file into
+    `folder`: FAISS, the llama-index stores in SQLite, BM25 and the arrays. Returns the FAISS kind."""
+    import faiss
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+    from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
-    storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
+    kvstore = SqliteKVStore(folder / PASSAGES_DB, create=True)
+    storage = StorageContext.from_defaults(
+        docstore=KVDocumentStore(kvstore),
+        index_store=KVIndexStore(kvstore),
+        vector_store=FaissVectorStore(faiss_index=faiss_index),
+    )
     index = VectorStoreIndex([], storage_context=storage, embed_model=embed_model)
     with _progress_bar(to_embed) as bar:
         for start in range(0, len(nodes), BUILD_BATCH):  # embeddings exist for one batch at a time
             batch = nodes[start : start + BUILD_BATCH]
             index.insert_nodes(batch)  # llama-index embeds only the nodes without an embedding
             bar.update(sum(n.embedding is None for n in batch))
-    stored_nodes = _text_nodes(index.storage_context.docstore)
-    kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
-    manifest = {
-        **build_settings(config),
-        "documents": _document_entries(targets, per_document, old_manifest),
-        "node_count": len(nodes),
-        "dimension": dimension,
-        "faiss_index": kind,
-        "libraries": _library_versions(),
-    }
-    _persist(config.index_dir, index, manifest)
-    counts = BuildCounts(embedded=to_embed, reused=len(nodes) - to_embed)
-    return StoredIndex(index, stored_nodes, manifest, [t.document for t in targets]), counts
+    index.vector_store.persist(str(folder / VECTORS))
+    kvstore.close()
+    passages = Passages.from_nodes(nodes)
+    bm25, passages.df = Bm25Index.build((n.text for n in nodes), [n.node_id for n in nodes])
+    bm25.save(folder / BM25)
+    passages.save(folder / ARRAYS)
+    return "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
 
 
 def _passages(
@@ -396,11 +444,20 @@ def _passages(
     """The document's passages: copies of the previous index's nodes, carrying their stored
     vectors, when it holds this very document; else fresh nodes without an embedding."""
     if previous is not None and _holds_document(previous.manifest, target):
-        reused = [n.model_copy() for n in previous.nodes if n.metadata["source"] == target.source]
+        reused = [n.model_copy() for n in _document_nodes(previous, target.source)]
         for node in reused:
             node.embedding = vectors[node.node_id]
         return reused
     return chunk(target.document, target.source, config.chunking.unit)
+
+
+def _document_nodes(stored: StoredIndex, source: str) -> list[TextNode]:
+    """The stored nodes of one document, in document order."""
+    passages = stored.passages
+    if source not in passages.sources:
+        return []
+    number = passages.sources.index(source)
+    return [passages.node(i) for i in range(len(passages)) if passages.document[i] == number]
 
 
 def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:
@@ -456,7 +513,7 @@ def _progress_bar(total: int):
 
 
 def index_file(index_dir: Path, name: str) -> Path:
-    """Where the current index keeps one of its files (`VECTORS`, `DOCSTORE`, `INDEX_STORE`)."""
+    """Where the current index keeps one of its files (`VECTORS`, `PASSAGES_DB`, `ARRAYS`, `BM25`)."""
     manifest = read_manifest(index_dir)
     if manifest is None:
         raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
@@ -466,10 +523,15 @@ def index_file(index_dir: Path, name: str) -> Path:
 def load_index(
     index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
 ) -> StoredIndex:
-    """Read a persisted index back, checking that its files agree with each other."""
+    """Read a persisted index back, checking that its files agree with each other. Passages are
+    read from the docstore when needed; their texts come from `documents` when given."""
     from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
-    from llama_index.core.storage.docstore import SimpleDocumentStore
-    from llama_index.core.storage.index_store import SimpleIndexStore
+    from llama_index.core.storage.docstore.keyval_docstore import (
+        DEFAULT_COLLECTION_DATA_SUFFIX,
+        DEFAULT_NAMESPACE,
+        KVDocumentStore,
+    )
+    from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     manifest = read_manifest(index_dir)
@@ -477,28 +539,76 @@ def load_index(
         raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
     folder = _generation(index_dir, manifest)
     vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
-    docstore = SimpleDocumentStore.from_dict(_read_store(folder / DOCSTORE, index_dir))
-    index_store = SimpleIndexStore.from_dict(_read_store(folder / INDEX_STORE, index_dir))
-    storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
+    kvstore = SqliteKVStore(folder / PASSAGES_DB, remedy=_remedy(index_dir))
+    docstore = KVDocumentStore(kvstore)
+    storage = StorageContext.from_defaults(
+        docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
+    )
     try:
         index = load_index_from_storage(storage, embed_model=embed_model)
-    except ValueError as exc:  # llama-index: no index, or several, in the index store
-        raise _corrupt(folder / INDEX_STORE, f"cannot be read ({type(exc).__name__})", index_dir) from None
+    except (ValueError, KeyError, TypeError) as exc:  # llama-index: no index, or several, or a bad record
+        raise _corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
     if not isinstance(index, VectorStoreIndex):
-        raise _corrupt(folder / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index", index_dir)
-    try:
-        nodes = _text_nodes(docstore)
-    except (KeyError, TypeError, ValueError) as exc:  # a record llama-index cannot decode into a node
-        raise _corrupt(
-            folder / DOCSTORE, f"holds a passage that cannot be read ({type(exc).__name__})", index_dir
-        ) from None
+        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
+    texts = {d.source: d.text for d in documents or []}
+    passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
+    bm25 = _read_bm25(folder / BM25, passages, index_dir)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
         problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
         raise _corrupt(folder / VECTORS, problem, index_dir)
-    if len(nodes) != count or len(faiss_position_ids(index)) != count:
-        raise _corrupt(folder / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}", index_dir)
-    return StoredIndex(index, nodes, manifest, documents or [])
+    stored_count = kvstore.count(f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")  # the passages' collection
+    if stored_count != count or len(faiss_position_ids(index)) != count:
+        raise _corrupt(folder / PASSAGES_DB, f"holds {stored_count} passages, the manifest says {count}", index_dir)
+    if len(passages) != count:
+        raise _corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
+    weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
+    return StoredIndex(index, passages, bm25, weights, manifest, documents or [])
+
+
+def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
+    """The compact passage arrays; a missing, truncated or garbled file is reported as corrupt."""
+    index_dir = path.parent.parent
+    if not path.exists():
+        raise _corrupt(path, "is missing", index_dir)
+    try:
+        return Passages.load(path, read_node, texts)
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # ValueError: zipfile.BadZipFile, bad arrays
+        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
+
+
+def _read_bm25(folder: Path, passages: Passages, index_dir: Path) -> Bm25Index:
+    """The persisted BM25 index, memory-mapped; any unreadable part is reported as corrupt."""
+    if not folder.is_dir():
+        raise _corrupt(folder, "is missing", index_dir)
+    try:
+        return Bm25Index.load(folder, passages.ids.tolist())
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # ValueError: bad JSON or arrays
+        raise _corrupt(folder, f"cannot be read ({type(exc).__name__})", index_dir) from None
+
+
+def _term_weights(bm25: Bm25Index, passages: Passages, path: Path, index_dir: Path) -> TermWeights:
+    """Inverse document frequencies from the persisted counts, over BM25's vocabulary."""
+    vocabulary = bm25.vocabulary
+    if len(passages.df) != len(vocabulary):
+        raise _corrupt(path, f"holds {len(passages.df)} term counts for {len(vocabulary)} terms", index_dir)
+    counts = passages.df.tolist()
+    return TermWeights.from_counts({t: counts[i] for t, i in vocabulary.items() if t}, len(passages))
+
+
+def _read_node(docstore: Any, node_id: str, folder: Path, index_dir: Path) -> TextNode:
+    """One passage's node from the docstore; a missing or undecodable record is corruption."""
+    from llama_index.core.schema import TextNode
+
+    try:
+        node = docstore.get_node(node_id)
+    except (KeyError, TypeError, ValueError) as exc:  # llama-index: no such record, or one it cannot decode
+        raise _corrupt(
+            folder / PASSAGES_DB, f"cannot give passage {node_id} ({type(exc).__name__})", index_dir
+        ) from None
+    if not isinstance(node, TextNode):
+        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", index_dir)
+    return node
 
 
 def _generation(index_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -526,25 +636,18 @@ def _document_order(node: TextNode) -> tuple[str, int]:
     return node.metadata["source"], node.metadata["start"]
 
 
-def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any]) -> None:
-    """Write the index files into a new generation folder, then atomically replace the manifest
-    with one naming it. Until that rename the previous index stays whole; afterwards the folder of
-    the previous generation is kept (a reader may have just read its manifest) and older ones go."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
-    try:
-        index.vector_store.persist(str(staging / VECTORS))
-        index.storage_context.docstore.persist(str(staging / DOCSTORE))
-        index.storage_context.index_store.persist(str(staging / INDEX_STORE))
-        previous = _current_generation(index_dir)
-        generation = index_dir / f"gen-{_next_generation(index_dir)}"
-        staging.rename(generation)
-        (index_dir / f".{MANIFEST}.new").write_text(
-            json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
-        )
-        os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _persist(index_dir: Path, staging: Path, manifest: dict[str, Any]) -> None:
+    """Move the built files (`staging`) into a new generation folder, then atomically replace the
+    manifest with one naming it. Until that rename the previous index stays whole; afterwards the
+    folder of the previous generation is kept (a reader may have just read its manifest) and
+    older ones go."""
+    previous = _current_generation(index_dir)
+    generation = index_dir / f"gen-{_next_generation(index_dir)}"
+    staging.rename(generation)
+    (index_dir / f".{MANIFEST}.new").write_text(
+        json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
+    )
+    os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
     _remove_old_generations(index_dir, keep={generation.name, previous})
 
 
@@ -567,7 +670,7 @@ def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
     for folder in index_dir.glob("gen-*"):
         if folder.name not in keep:
             shutil.rmtree(folder, ignore_errors=True)
-    for name in INDEX_FILES:
+    for name in OLD_FILES:
         (index_dir / name).unlink(missing_ok=True)
 
 
@@ -586,28 +689,21 @@ def _read_faiss(path: Path, index_dir: Path) -> Any:
     return index
 
 
-def _read_store(path: Path, index_dir: Path) -> dict[str, Any]:
-    """A llama-index key-value store file (docstore or index store): collection name -> {key: value}.
-
-    A file that is missing, unreadable, not UTF-8 JSON (truncated, garbled) or JSON of another
-    shape is reported as corrupt; llama-index then builds the store from the checked data."""
-    if not path.exists():
-        raise _corrupt(path, "is missing", index_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
-    if not isinstance(data, dict) or not all(isinstance(collection, dict) for collection in data.values()):
-        raise _corrupt(path, "is not a llama-index store", index_dir)
-    return data
-
-
 def _corrupt(path: Path, problem: str, index_dir: Path) -> IndexCorruptError:
-    return IndexCorruptError(
-        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {index_dir}`"
-    )
+    return IndexCorruptError(f"index file {path} {problem}{_remedy(index_dir)}")
+
+
+def _remedy(index_dir: Path) -> str:
+    return f"; run `python -m rag index --rebuild --index-dir {index_dir}`"
 
 
 def _library_versions() -> dict[str, str]:
-    names = ["llama-index-core", "llama-index-vector-stores-faiss", "faiss-cpu", "sentence-transformers", "torch"]
+    names = [
+        "llama-index-core",
+        "llama-index-vector-stores-faiss",
+        "faiss-cpu",
+        "bm25s",
+        "sentence-transformers",
+        "torch",
+    ]
     return {name: version(name) for name in names}
