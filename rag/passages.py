@@ -66,8 +66,8 @@ class Passages:
 
     @classmethod
     def load(cls, path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str] | None = None) -> Passages:
-        """Read ``passages.npz`` (never with pickle). Raises OSError, ValueError (a garbled or
-        truncated file: zipfile.BadZipFile is one) or KeyError (an array missing)."""
+        """Read ``passages.npz`` (never with pickle). Raises OSError, zipfile.BadZipFile or
+        ValueError (a garbled or truncated file), or KeyError (an array missing)."""
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in ARRAYS}
         lengths = {len(arrays[name]) for name in ARRAYS if name not in ("sources", "df")}

@@ -35,6 +35,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -546,7 +547,7 @@ def load_index(
     )
     try:
         index = load_index_from_storage(storage, embed_model=embed_model)
-    except (ValueError, KeyError, TypeError) as exc:  # llama-index: no index, or several, or a bad record
+    except ValueError as exc:  # llama-index: no index, or several, in the index store
         raise _corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
     if not isinstance(index, VectorStoreIndex):
         raise _corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
@@ -573,7 +574,7 @@ def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict
         raise _corrupt(path, "is missing", index_dir)
     try:
         return Passages.load(path, read_node, texts)
-    except (OSError, ValueError, KeyError, EOFError) as exc:  # ValueError: zipfile.BadZipFile, bad arrays
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a garbled or truncated file
         raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
 
 
