@@ -22,7 +22,6 @@ import numpy as np
 
 from rag.config import RetrievalConfig
 from rag.lexical import content_terms
-from rag.llama_adapter import faiss_position_ids
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
@@ -74,8 +73,8 @@ class HybridRetriever:
         self.faiss = stored.faiss
         self.bm25 = stored.bm25
         self.nodes = NodesById(stored.passages)
-        self.node_ids = faiss_position_ids(stored.index)
-        self.positions = {node_id: pos for pos, node_id in self.node_ids.items()}
+        self.node_ids = stored.position_ids  # FAISS position -> passage id
+        self.positions = stored.passages.position  # passage id -> FAISS position (the same order)
         self.embed = lru_cache(maxsize=512)(self._embed)  # repeated questions skip the model
 
     def _embed(self, text: str) -> np.ndarray:
@@ -119,7 +118,10 @@ class HybridRetriever:
 
     def stored_vector(self, node_id: str) -> np.ndarray:
         """A passage's vector as the FAISS index holds it (no re-embedding)."""
-        return self.faiss.reconstruct(self.positions[node_id])
+        position = self.positions(node_id)
+        if position is None:
+            raise KeyError(node_id)
+        return self.faiss.reconstruct(position)
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.stored_vector(node_id)

@@ -6,6 +6,7 @@ Files in the index folder:
                       files; replaced atomically, last, so a reader sees the old index or the new one
     gen-N/vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
                             exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
+                            (vectors stored as float16)
     gen-N/passages.sqlite   llama-index's KVDocumentStore (the passages) and KVIndexStore (FAISS
                             position -> passage id) on `rag.kvstore.SqliteKVStore`: records are
                             read when a passage is needed, not at start
@@ -35,6 +36,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,12 +53,12 @@ from rag.errors import DocumentError, IndexCorruptError
 from rag.ingest import SourceDocument, display_path, read_document
 from rag.kvstore import SqliteKVStore
 from rag.lexical import TermWeights
-from rag.llama_adapter import faiss_position_ids
+from rag.llama_adapter import check_positions, faiss_position_ids
 from rag.passages import Passages
 from rag.retrieve import Bm25Index
 
 if TYPE_CHECKING:
-    from llama_index.core import VectorStoreIndex
+    from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
@@ -78,26 +80,48 @@ Origin = Literal["config", "added"]
 
 @dataclass
 class StoredIndex:
-    """A loaded index: the llama-index index (its docstore read on demand), its passages in
-    document order, BM25, the term weights, its manifest and the documents it holds (configured
-    ones first, then added ones)."""
+    """A loaded index: llama-index's storage (FAISS vector store, docstore and index store, the
+    docstore read on demand), its passages in document order, BM25, the term weights, its
+    manifest and the documents it holds (configured ones first, then added ones).
 
-    index: VectorStoreIndex
+    The llama-index `VectorStoreIndex` is built from the storage when first asked for: its index
+    struct maps every FAISS position to a passage id, and decoding it through llama-index took
+    most of the start of a large index, while answering needs only FAISS and the arrays (FAISS
+    position i holds passage i, checked when the index is built)."""
+
+    storage: StorageContext
     passages: Passages
     bm25: Bm25Index
     weights: TermWeights
     manifest: dict[str, Any]
-    documents: list[SourceDocument] = field(default_factory=list)
+    documents: list[SourceDocument]
+    embed_model: BaseEmbedding
+    folder: Path
+    _index: VectorStoreIndex | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def index(self) -> VectorStoreIndex:
+        """The llama-index vector index over this storage (loaded on first use)."""
+        with self._lock:
+            if self._index is None:
+                self._index = _vector_index(self.storage, self.embed_model, self.folder, len(self.passages))
+            return self._index
 
     @property
     def faiss(self) -> Any:
-        return self.index.vector_store.client
+        return self.storage.vector_store.client
+
+    @property
+    def position_ids(self) -> list[str]:
+        """Passage id by FAISS position."""
+        return self.passages.ids.tolist()
 
     @property
     def nodes(self) -> list[TextNode]:
         """Every passage's node in document order, read from the docstore (all of them: for builds,
         training and small indexes; answering reads only what it retrieves)."""
-        return _text_nodes(self.index.docstore)
+        return _text_nodes(self.storage.docstore)
 
 
 @dataclass(frozen=True)
@@ -430,13 +454,14 @@ def _write_files(
             batch = nodes[start : start + BUILD_BATCH]
             index.insert_nodes(batch)  # llama-index embeds only the nodes without an embedding
             bar.update(sum(n.embedding is None for n in batch))
+    check_positions(index, [n.node_id for n in nodes])  # FAISS position i holds passage i
     index.vector_store.persist(str(folder / VECTORS))
     kvstore.close()
     passages = Passages.from_nodes(nodes)
     bm25, passages.df = Bm25Index.build((n.text for n in nodes), [n.node_id for n in nodes])
     bm25.save(folder / BM25)
     passages.save(folder / ARRAYS)
-    return "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
+    return "hnsw" if isinstance(faiss_index, faiss.IndexHNSW) else "flat"
 
 
 def _passages(
@@ -464,7 +489,7 @@ def _document_nodes(stored: StoredIndex, source: str) -> list[TextNode]:
 def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:
     """Every stored vector by passage id, read back from the FAISS index."""
     matrix = stored.faiss.reconstruct_n(0, stored.faiss.ntotal)
-    return {node_id: matrix[position].tolist() for position, node_id in faiss_position_ids(stored.index).items()}
+    return {node_id: matrix[position].tolist() for position, node_id in enumerate(stored.position_ids)}
 
 
 def _document_entries(
@@ -494,12 +519,14 @@ def _document_entries(
 
 
 def new_faiss_index(dimension: int, size: int, hnsw_above: int):
-    """Exact inner-product search for small sets; HNSW (approximate, fast) beyond `hnsw_above`."""
+    """Exact inner-product search for small sets; HNSW (approximate, fast) beyond `hnsw_above`,
+    over vectors stored as float16: half the disk and memory of float32, and a cosine changes by
+    about 1e-4, far below what the approximate search itself gives up."""
     import faiss
 
     if size <= hnsw_above:
         return faiss.IndexFlatIP(dimension)
-    index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
     index.hnsw.efConstruction, index.hnsw.efSearch = 80, 96
     return index
 
@@ -526,13 +553,17 @@ def load_index(
 ) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other. Passages are
     read from the docstore when needed; their texts come from `documents` when given."""
-    from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
+    from llama_index.core import StorageContext
     from llama_index.core.storage.docstore.keyval_docstore import (
         DEFAULT_COLLECTION_DATA_SUFFIX,
         DEFAULT_NAMESPACE,
         KVDocumentStore,
     )
-    from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
+    from llama_index.core.storage.index_store.keyval_index_store import (
+        DEFAULT_COLLECTION_SUFFIX,
+        KVIndexStore,
+    )
+    from llama_index.core.storage.index_store.keyval_index_store import DEFAULT_NAMESPACE as INDEX_NAMESPACE
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     manifest = read_manifest(index_dir)
@@ -545,12 +576,6 @@ def load_index(
     storage = StorageContext.from_defaults(
         docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
     )
-    try:
-        index = load_index_from_storage(storage, embed_model=embed_model)
-    except ValueError as exc:  # llama-index: no index, or several, in the index store
-        raise _corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
-    if not isinstance(index, VectorStoreIndex):
-        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
     texts = {d.source: d.text for d in documents or []}
     passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
     bm25 = _read_bm25(folder / BM25, passages, index_dir)
@@ -559,12 +584,28 @@ def load_index(
         problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
         raise _corrupt(folder / VECTORS, problem, index_dir)
     stored_count = kvstore.count(f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")  # the passages' collection
-    if stored_count != count or len(faiss_position_ids(index)) != count:
+    if stored_count != count or kvstore.count(f"{INDEX_NAMESPACE}{DEFAULT_COLLECTION_SUFFIX}") != 1:
         raise _corrupt(folder / PASSAGES_DB, f"holds {stored_count} passages, the manifest says {count}", index_dir)
     if len(passages) != count:
         raise _corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
     weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
-    return StoredIndex(index, passages, bm25, weights, manifest, documents or [])
+    return StoredIndex(storage, passages, bm25, weights, manifest, documents or [], embed_model, folder)
+
+
+def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: Path, count: int) -> VectorStoreIndex:
+    """llama-index's vector index from the storage, checked against the passage count."""
+    from llama_index.core import VectorStoreIndex, load_index_from_storage
+
+    index_dir = folder.parent
+    try:
+        index = load_index_from_storage(storage, embed_model=embed_model)
+    except ValueError as exc:  # llama-index: no index, or several, in the index store
+        raise _corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
+    if not isinstance(index, VectorStoreIndex):
+        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
+    if len(faiss_position_ids(index)) != count:
+        raise _corrupt(folder / PASSAGES_DB, f"maps {len(faiss_position_ids(index))} vectors, not {count}", index_dir)
+    return index
 
 
 def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
