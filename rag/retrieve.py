@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
     from rag.embedding import LockedEmbedding
+    from rag.index_files import StoredIndex
     from rag.passages import Passages
-    from rag.store import StoredIndex
 
 
 @dataclass(frozen=True)

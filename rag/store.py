@@ -26,7 +26,8 @@ under the build lock and then swap the manifest in: an interrupted build leaves 
 intact. A file that cannot be read back raises `IndexCorruptError` naming it and the remedy.
 Nothing is loaded with pickle. The BM25 index and the term statistics are computed once, at
 build time, with the one analyser (`rag.lexical.content_terms`); opening an index reads only the
-arrays, the BM25 vocabulary and the FAISS file, whatever the number of passages.
+arrays, the BM25 vocabulary and the FAISS file, whatever the number of passages; reading the
+files back and checking them is `rag.index_files`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,9 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -50,15 +49,27 @@ from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
 from rag.errors import DocumentError, IndexCorruptError
+from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
+    ARRAYS,
+    BM25,
+    INDEX_FILES,
+    MANIFEST,
+    OLD_FILES,
+    PASSAGES_DB,
+    VECTORS,
+    StoredIndex,
+    document_order,
+    index_file,
+    load_index,
+    read_manifest,
+)
 from rag.ingest import SourceDocument, display_path, read_document
 from rag.kvstore import SqliteKVStore
-from rag.lexical import TermWeights
-from rag.llama_adapter import check_positions, faiss_position_ids
+from rag.llama_adapter import check_positions
 from rag.passages import Passages
 from rag.retrieve import Bm25Index
 
 if TYPE_CHECKING:
-    from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
@@ -68,60 +79,9 @@ if TYPE_CHECKING:
 # 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
 FORMAT_VERSION = 5
 BUILD_BATCH = 1024
-VECTORS, PASSAGES_DB, ARRAYS, BM25, MANIFEST = (
-    "vectors.faiss", "passages.sqlite", "passages.npz", "bm25", "manifest.json"
-)  # fmt: skip
-INDEX_FILES = (VECTORS, PASSAGES_DB, ARRAYS, BM25)
-OLD_FILES = ("vectors.faiss", "docstore.json", "index_store.json")  # a format-2 index kept them beside the manifest
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
 Origin = Literal["config", "added"]
-
-
-@dataclass
-class StoredIndex:
-    """A loaded index: llama-index's storage (FAISS vector store, docstore and index store, the
-    docstore read on demand), its passages in document order, BM25, the term weights, its
-    manifest and the documents it holds (configured ones first, then added ones).
-
-    The llama-index `VectorStoreIndex` is built from the storage when first asked for: its index
-    struct maps every FAISS position to a passage id, and decoding it through llama-index took
-    most of the start of a large index, while answering needs only FAISS and the arrays (FAISS
-    position i holds passage i, checked when the index is built)."""
-
-    storage: StorageContext
-    passages: Passages
-    bm25: Bm25Index
-    weights: TermWeights
-    manifest: dict[str, Any]
-    documents: list[SourceDocument]
-    embed_model: BaseEmbedding
-    folder: Path
-    _index: VectorStoreIndex | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def index(self) -> VectorStoreIndex:
-        """The llama-index vector index over this storage (loaded on first use)."""
-        with self._lock:
-            if self._index is None:
-                self._index = _vector_index(self.storage, self.embed_model, self.folder, len(self.passages))
-            return self._index
-
-    @property
-    def faiss(self) -> Any:
-        return self.storage.vector_store.client
-
-    @property
-    def position_ids(self) -> list[str]:
-        """Passage id by FAISS position."""
-        return self.passages.ids.tolist()
-
-    @property
-    def nodes(self) -> list[TextNode]:
-        """Every passage's node in document order, read from the docstore (all of them: for builds,
-        training and small indexes; answering reads only what it retrieves)."""
-        return _text_nodes(self.storage.docstore)
 
 
 @dataclass(frozen=True)
@@ -382,20 +342,6 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         yield
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    """The manifest, or None when there is no index in `index_dir`."""
-    path = index_dir / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise _corrupt(path, "is not valid JSON", index_dir) from None
-    if not isinstance(manifest, dict) or "node_count" not in manifest:
-        raise _corrupt(path, "is not an index manifest", index_dir)
-    return manifest
-
-
 def build_index(
     config: Config,
     targets: list[Target],
@@ -408,7 +354,7 @@ def build_index(
     bar). Files are written to a new generation folder, then the manifest is swapped in."""
     vectors = _vectors_by_id(previous) if previous else {}
     per_document = [_passages(t, previous, vectors, config) for t in targets]
-    nodes = sorted((n for passages in per_document for n in passages), key=_document_order)
+    nodes = sorted((n for passages in per_document for n in passages), key=document_order)
     to_embed = sum(n.embedding is None for n in nodes)
     dimension = previous.faiss.d if previous else len(embed_model.get_text_embedding("dimension probe"))
     config.index_dir.mkdir(parents=True, exist_ok=True)
@@ -540,142 +486,9 @@ def _progress_bar(total: int):
     )
 
 
-def index_file(index_dir: Path, name: str) -> Path:
-    """Where the current index keeps one of its files (`VECTORS`, `PASSAGES_DB`, `ARRAYS`, `BM25`)."""
-    manifest = read_manifest(index_dir)
-    if manifest is None:
-        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
-    return _generation(index_dir, manifest) / name
-
-
-def load_index(
-    index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
-) -> StoredIndex:
-    """Read a persisted index back, checking that its files agree with each other. Passages are
-    read from the docstore when needed; their texts come from `documents` when given."""
-    from llama_index.core import StorageContext
-    from llama_index.core.storage.docstore.keyval_docstore import (
-        DEFAULT_COLLECTION_DATA_SUFFIX,
-        DEFAULT_NAMESPACE,
-        KVDocumentStore,
-    )
-    from llama_index.core.storage.index_store.keyval_index_store import (
-        DEFAULT_COLLECTION_SUFFIX,
-        KVIndexStore,
-    )
-    from llama_index.core.storage.index_store.keyval_index_store import DEFAULT_NAMESPACE as INDEX_NAMESPACE
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    manifest = read_manifest(index_dir)
-    if manifest is None:
-        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
-    folder = _generation(index_dir, manifest)
-    vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
-    kvstore = SqliteKVStore(folder / PASSAGES_DB, remedy=_remedy(index_dir))
-    docstore = KVDocumentStore(kvstore)
-    storage = StorageContext.from_defaults(
-        docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
-    )
-    texts = {d.source: d.text for d in documents or []}
-    passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
-    bm25 = _read_bm25(folder / BM25, passages, index_dir)
-    count = manifest["node_count"]
-    if vector_store.client.ntotal != count:
-        problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
-        raise _corrupt(folder / VECTORS, problem, index_dir)
-    stored_count = kvstore.count(f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")  # the passages' collection
-    if stored_count != count or kvstore.count(f"{INDEX_NAMESPACE}{DEFAULT_COLLECTION_SUFFIX}") != 1:
-        raise _corrupt(folder / PASSAGES_DB, f"holds {stored_count} passages, the manifest says {count}", index_dir)
-    if len(passages) != count:
-        raise _corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
-    weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
-    return StoredIndex(storage, passages, bm25, weights, manifest, documents or [], embed_model, folder)
-
-
-def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: Path, count: int) -> VectorStoreIndex:
-    """llama-index's vector index from the storage, checked against the passage count."""
-    from llama_index.core import VectorStoreIndex, load_index_from_storage
-
-    index_dir = folder.parent
-    try:
-        index = load_index_from_storage(storage, embed_model=embed_model)
-    except ValueError as exc:  # llama-index: no index, or several, in the index store
-        raise _corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
-    if not isinstance(index, VectorStoreIndex):
-        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
-    if len(faiss_position_ids(index)) != count:
-        raise _corrupt(folder / PASSAGES_DB, f"maps {len(faiss_position_ids(index))} vectors, not {count}", index_dir)
-    return index
-
-
-def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
-    """The compact passage arrays; a missing, truncated or garbled file is reported as corrupt."""
-    index_dir = path.parent.parent
-    if not path.exists():
-        raise _corrupt(path, "is missing", index_dir)
-    try:
-        return Passages.load(path, read_node, texts)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a garbled or truncated file
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
-
-
-def _read_bm25(folder: Path, passages: Passages, index_dir: Path) -> Bm25Index:
-    """The persisted BM25 index, memory-mapped; any unreadable part is reported as corrupt."""
-    if not folder.is_dir():
-        raise _corrupt(folder, "is missing", index_dir)
-    try:
-        return Bm25Index.load(folder, passages.ids.tolist())
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # ValueError: bad JSON or arrays
-        raise _corrupt(folder, f"cannot be read ({type(exc).__name__})", index_dir) from None
-
-
-def _term_weights(bm25: Bm25Index, passages: Passages, path: Path, index_dir: Path) -> TermWeights:
-    """Inverse document frequencies from the persisted counts, over BM25's vocabulary."""
-    vocabulary = bm25.vocabulary
-    if len(passages.df) != len(vocabulary):
-        raise _corrupt(path, f"holds {len(passages.df)} term counts for {len(vocabulary)} terms", index_dir)
-    counts = passages.df.tolist()
-    return TermWeights.from_counts({t: counts[i] for t, i in vocabulary.items() if t}, len(passages))
-
-
-def _read_node(docstore: Any, node_id: str, folder: Path, index_dir: Path) -> TextNode:
-    """One passage's node from the docstore; a missing or undecodable record is corruption."""
-    from llama_index.core.schema import TextNode
-
-    try:
-        node = docstore.get_node(node_id)
-    except (KeyError, TypeError, ValueError) as exc:  # llama-index: no such record, or one it cannot decode
-        raise _corrupt(
-            folder / PASSAGES_DB, f"cannot give passage {node_id} ({type(exc).__name__})", index_dir
-        ) from None
-    if not isinstance(node, TextNode):
-        raise _corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", index_dir)
-    return node
-
-
-def _generation(index_dir: Path, manifest: dict[str, Any]) -> Path:
-    """The folder holding the index files the manifest describes (format 2 kept them beside it)."""
-    name = manifest.get("files", "")
-    if not isinstance(name, str) or "/" in name or name.startswith("."):
-        raise _corrupt(index_dir / MANIFEST, "names no index folder", index_dir)
-    return index_dir / name
-
-
-def _text_nodes(docstore: Any) -> list[TextNode]:
-    """The passages of a llama-index docstore, in document order."""
-    from llama_index.core.schema import TextNode
-
-    return sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
-
-
 def load_documents(config: Config) -> list[SourceDocument]:
     """Read every configured document."""
     return [read_document(path, config.chunking.drop_boilerplate) for path in config.documents]
-
-
-def _document_order(node: TextNode) -> tuple[str, int]:
-    """The one passage order used after building and after loading."""
-    return node.metadata["source"], node.metadata["start"]
 
 
 def _persist(index_dir: Path, staging: Path, manifest: dict[str, Any]) -> None:
@@ -714,29 +527,6 @@ def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
     for name in OLD_FILES:
         (index_dir / name).unlink(missing_ok=True)
-
-
-def _read_faiss(path: Path, index_dir: Path) -> Any:
-    """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
-    import faiss
-
-    if not path.exists():
-        raise _corrupt(path, "is missing", index_dir)
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
-    if index is None:  # the file holds faiss's "null" marker instead of an index
-        raise _corrupt(path, "holds no index", index_dir)
-    return index
-
-
-def _corrupt(path: Path, problem: str, index_dir: Path) -> IndexCorruptError:
-    return IndexCorruptError(f"index file {path} {problem}{_remedy(index_dir)}")
-
-
-def _remedy(index_dir: Path) -> str:
-    return f"; run `python -m rag index --rebuild --index-dir {index_dir}`"
 
 
 def _library_versions() -> dict[str, str]:
