@@ -22,10 +22,12 @@ from rag.config import AnswerConfig
 from rag.ingest import display_path
 from rag.lexical import TermWeights, normalise
 from rag.rank import PRONOUN_OPENING, Featurizer, RankerModel, sigmoid, softmax
+from rag.retrieve import NodesById
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
+    from rag.passages import Passages
     from rag.retrieve import Candidate
 
 
@@ -108,22 +110,24 @@ class ExtractiveAnswerer:
 
     def __init__(
         self,
-        nodes: list[TextNode],
+        nodes: list[TextNode] | Passages,
         texts: dict[str, str],
         config: AnswerConfig,
         top_k: int,
         model: RankerModel,
         document: str,
+        weights: TermWeights | None = None,
     ):
+        """Over `nodes` in document order, or an index's `Passages` and its persisted term `weights`
+        (then passages are read, and their features computed, only when retrieved)."""
         self.config = config
         self.top_k = top_k
         self.texts = texts  # source -> full document text, for citation slices
         self.model = model
-        self.features = Featurizer(nodes, config.context_weight)
+        self.features = Featurizer(nodes, config.context_weight, weights)
+        self.passages = self.features.passages
         self.terms = self.features.terms
-        self.nodes = {node.node_id: node for node in nodes}
-        self.order = {node.node_id: i for i, node in enumerate(nodes)}
-        self.sequence = list(nodes)
+        self.nodes = NodesById(self.passages)
         self.threshold = model.threshold if config.min_confidence is None else config.min_confidence
         self.abstain_message = config.abstain_message.replace("{document}", document)
 
@@ -197,8 +201,8 @@ class ExtractiveAnswerer:
         """The passages before `node` in its paragraph and in the paragraph before, nearest first."""
         result: list[TextNode] = []
         paragraphs: set[int] = {node.metadata["paragraph"]}
-        for i in range(self.order[node.node_id] - 1, -1, -1):
-            before = self.sequence[i]
+        for i in range(self._position(node) - 1, -1, -1):
+            before = self.passages.node(i)
             if before.metadata["source"] != node.metadata["source"]:
                 break
             paragraphs.add(before.metadata["paragraph"])
@@ -206,6 +210,12 @@ class ExtractiveAnswerer:
                 break
             result.append(before)
         return result
+
+    def _position(self, node: TextNode) -> int:
+        position = self.passages.position(node.node_id)
+        if position is None:
+            raise KeyError(node.node_id)
+        return position
 
     def _quoted(self, node: TextNode) -> list[TextNode]:
         """The passages an answer resting on `node` quotes: `node`, preceded by the sentence

@@ -142,7 +142,7 @@ def open_engine(config: Config, rebuild: bool = False) -> Engine:
 
 def run_index(args: argparse.Namespace) -> int:
     engine = open_engine(load(args), rebuild=args.rebuild)
-    print(f"Index in {engine.config.index_dir}: {len(engine.stored.nodes)} passages, up to date.")
+    print(f"Index in {engine.config.index_dir}: {len(engine.stored.passages)} passages, up to date.")
     return 0
 
 
@@ -161,7 +161,7 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"{action:<9} {display_path(document.path)}: {passages} passages")
     print(
         f"Embedded {result.counts.embedded} passages, reused {result.counts.reused}"
-        f" ({count(len(result.stored.documents), 'document')}, {len(result.stored.nodes)} passages in the index;"
+        f" ({count(len(result.stored.documents), 'document')}, {len(result.stored.passages)} passages in the index;"
         f" {time.perf_counter() - started:.1f} s)."
     )
     return 0
@@ -176,7 +176,7 @@ def run_remove(args: argparse.Namespace) -> int:
     stored, entry = remove_document(config, args.name, load_embed_model(config.embedding, progress), progress)
     print(
         f"Removed {display_path(Path(entry['source']))} ({entry['passages']} passages); the index holds"
-        f" {count(len(stored.documents), 'document')}, {len(stored.nodes)} passages."
+        f" {count(len(stored.documents), 'document')}, {len(stored.passages)} passages."
     )
     return 0
 

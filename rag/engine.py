@@ -44,7 +44,9 @@ class Engine:
         documents, stored, retriever = open_retrieval(config, rebuild, progress)
         texts = {d.source: d.text for d in documents}
         name = documents[0].title if len(documents) == 1 else f"the {len(documents)} documents"
-        extractive = ExtractiveAnswerer(stored.nodes, texts, config.answer, config.retrieval.top_k, model, name)
+        extractive = ExtractiveAnswerer(
+            stored.passages, texts, config.answer, config.retrieval.top_k, model, name, stored.weights
+        )
         answerer: Answerer = extractive
         if config.llm.provider != "none":  # LLM libraries are imported only when configured
             from rag.generate import GenerativeAnswerer, build_llm, reply_checker
@@ -101,7 +103,7 @@ class Engine:
     @property
     def summary(self) -> str:
         """A one-line summary of what the bot knows: the first sentence of the first document."""
-        return normalise(self.stored.nodes[0].text)
+        return normalise(self.stored.passages.text(0))
 
     def paragraphs_around(self, citation: Citation) -> list[tuple[int, str]]:
         """The cited paragraph and its content neighbours, as (paragraph number, text)."""
@@ -120,7 +122,7 @@ class Engine:
         manifest = self.stored.manifest
         return {
             "documents": [f"{d.title} ({d.path.name}, {len(d.text):,} characters)" for d in self.documents],
-            "passages": len(self.stored.nodes),
+            "passages": len(self.stored.passages),
             "model": manifest["model"],
             "chunking": self.config.chunking.unit,
             "index": str(self.config.index_dir),

@@ -1,7 +1,9 @@
 """Word-level text analysis shared by retrieval and answering: tokens, stems, content terms, IDF.
 
-Deliberately simple: lower-cased word tokens, an English Snowball stemmer (PyStemmer, which BM25
-uses too) and a fixed list of function words and question words.
+Deliberately simple: lower-cased word tokens, an English Snowball stemmer (PyStemmer) and a fixed
+list of function words and question words. `content_terms` is the one analyser: BM25 indexes and
+queries with it (`rag.retrieve.Bm25Index`), and the answerer's coverage features and term weights
+use it, so all of them agree on what a term is.
 """
 
 from __future__ import annotations
@@ -93,6 +95,13 @@ class TermWeights:
             total += 1
         self.total = max(total, 1)
         self.counts = counts
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], total: int) -> TermWeights:
+        """Weights from document frequencies computed before (persisted with the index)."""
+        weights = cls([])
+        weights.counts, weights.total = Counter(counts), max(total, 1)
+        return weights
 
     def __contains__(self, term: str) -> bool:
         return term in self.counts

@@ -2,6 +2,8 @@
 
 - `faiss_position_ids` reads a VectorStoreIndex's ``index_struct.nodes_dict`` (FAISS position ->
   passage id). llama-index's own vector retriever reads it too; there is no public accessor.
+  `check_positions` uses it when an index is built, to check that FAISS position i holds the
+  i-th passage inserted (what the persisted passage arrays rely on).
 - `punkt_data_dir` is the NLTK data folder bundled in llama-index-core (``_static/nltk_cache``),
   so sentence splitting never downloads anything.
 
@@ -32,6 +34,15 @@ def faiss_position_ids(index: VectorStoreIndex) -> dict[int, str]:
     if not isinstance(nodes_dict, dict):
         raise _changed(f"{type(index.index_struct).__name__} has no nodes_dict (FAISS position -> node id)")
     return {int(position): node_id for position, node_id in nodes_dict.items()}
+
+
+def check_positions(index: VectorStoreIndex, node_ids: list[str]) -> None:
+    """Check that FAISS position i holds passage ``node_ids[i]`` (llama-index appends nodes to the
+    FaissVectorStore in the order inserted): the persisted arrays then map positions to ids, and
+    a loaded index need not decode the index struct to answer."""
+    positions = faiss_position_ids(index)
+    if positions != dict(enumerate(node_ids)):
+        raise _changed("FaissVectorStore no longer stores inserted nodes at consecutive positions in order")
 
 
 def punkt_data_dir() -> Path:

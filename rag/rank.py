@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from rag.lexical import TermWeights, content_terms, words
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
+    from rag.passages import Passages
     from rag.retrieve import Candidate
 
 MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"
@@ -225,23 +226,55 @@ def load_model(path: Path = MODEL_FILE) -> RankerModel:
 class Featurizer:
     """Computes ranking and confidence features over one set of passages (the index's)."""
 
-    def __init__(self, nodes: Sequence[TextNode], context_weight: float = 0.5):
+    def __init__(
+        self,
+        nodes: Sequence[TextNode] | Passages,
+        context_weight: float = 0.5,
+        weights: TermWeights | None = None,
+    ):
+        """Over `nodes` (in document order) or an index's `Passages`. Per-passage and per-paragraph
+        features are computed when a candidate first needs them, and cached; `weights` are the
+        index's persisted term weights (without them: computed over every passage)."""
+        from rag.passages import LazyMap, Passages
+
+        passages = nodes if isinstance(nodes, Passages) else Passages.from_nodes(nodes)
+        self.passages = passages
         self.context_weight = context_weight
-        self.terms = {n.node_id: set(content_terms(n.text)) for n in nodes}
-        self.answer_tokens = {n.node_id: answer_tokens(n.text) for n in nodes}
-        self.bigrams = {n.node_id: _bigrams(content_terms(n.text)) for n in nodes}
-        self.numbers: dict[tuple[str, int], set[str]] = {}
-        self.length = {n.node_id: len(words(n.text)) for n in nodes}
-        self.weights = TermWeights(self.terms.values())
-        self.previous: dict[str, str] = {}
-        self.next: dict[str, str] = {}
-        self.paragraph_terms: dict[tuple[str, int], set[str]] = {}
-        for before, node in zip(nodes, nodes[1:], strict=False):
-            if _paragraph(before) == _paragraph(node):
-                self.previous[node.node_id], self.next[before.node_id] = before.node_id, node.node_id
-        for node in nodes:
-            self.paragraph_terms.setdefault(_paragraph(node), set()).update(self.terms[node.node_id])
-            self.numbers.setdefault(_paragraph(node), set()).update(NUMBER.findall(node.text))
+
+        def per_passage(compute: Callable[[str], Any]) -> LazyMap[str, Any]:
+            def lookup(node_id: str) -> Any:
+                position = passages.position(node_id)
+                return None if position is None else compute(passages.text(position))
+
+            return LazyMap(lookup)
+
+        def neighbour(step: int) -> LazyMap[str, str]:
+            def lookup(node_id: str) -> str | None:
+                position = passages.position(node_id)
+                other = None if position is None else passages.neighbour(position, step)
+                return None if other is None else str(passages.ids[other])
+
+            return LazyMap(lookup)
+
+        def per_paragraph(compute: Callable[[range], set[Any]]) -> LazyMap[tuple[str, int], set[Any]]:
+            def lookup(key: tuple[str, int]) -> set[Any] | None:
+                positions = passages.paragraph_positions(*key)
+                return compute(positions) if positions else None
+
+            return LazyMap(lookup)
+
+        self.terms: LazyMap[str, set[str]] = per_passage(lambda text: set(content_terms(text)))
+        self.answer_tokens: LazyMap[str, list[tuple[str, frozenset[str]]]] = per_passage(answer_tokens)
+        self.bigrams: LazyMap[str, set[tuple[str, str]]] = per_passage(lambda text: _bigrams(content_terms(text)))
+        self.length: LazyMap[str, int] = per_passage(lambda text: len(words(text)))
+        self.weights = weights or TermWeights(set(content_terms(passages.text(i))) for i in range(len(passages)))
+        self.previous, self.next = neighbour(-1), neighbour(+1)
+        self.paragraph_terms: LazyMap[tuple[str, int], set[str]] = per_paragraph(
+            lambda positions: {t for i in positions for t in self.terms[str(passages.ids[i])]}
+        )
+        self.numbers: LazyMap[tuple[str, int], set[str]] = per_paragraph(
+            lambda positions: {n for i in positions for n in NUMBER.findall(passages.text(i))}
+        )
 
     def offers_kind(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
         """Per candidate: whether it offers a number or a time when the question asks for one ("how

@@ -1,8 +1,9 @@
 """Hybrid retrieval: dense (FAISS) and lexical (BM25) rankings fused by reciprocal rank.
 
-The dense index is the one llama-index's FaissVectorStore persisted; the BM25 index is built
-with bm25s exactly as llama-index's BM25Retriever builds it. Queries go to both directly, without
-llama-index's retriever layer, whose per-call overhead was most of the cost of a query.
+The dense index is the one llama-index's FaissVectorStore persisted; the BM25 index (bm25s) is
+persisted beside it and tokenised with the answerer's analyser (`rag.lexical.content_terms`).
+Queries go to both directly, without llama-index's retriever layer, whose per-call overhead was
+most of the cost of a query. Passages are read from the store only when retrieved.
 
 Dense search finds paraphrases ("travel permission" ~ "visa"); BM25 finds rare names
 ("Bensouda") that a small embedding model blurs. Each candidate also carries its cosine
@@ -11,21 +12,23 @@ similarity to the question, which the answerer uses as evidence of relevance.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.config import RetrievalConfig
-from rag.lexical import thread_stemmer
-from rag.llama_adapter import faiss_position_ids
+from rag.lexical import content_terms
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
     from rag.embedding import LockedEmbedding
-    from rag.store import StoredIndex
+    from rag.index_files import StoredIndex
+    from rag.passages import Passages
 
 
 @dataclass(frozen=True)
@@ -43,18 +46,35 @@ class Candidate:
         return self.similarities[0]
 
 
+class NodesById:
+    """Passage id -> llama-index node, read from the store on demand (`retriever.nodes[id]`)."""
+
+    def __init__(self, passages: Passages):
+        self.passages = passages
+
+    def __getitem__(self, node_id: str) -> TextNode:
+        return self.passages.node_by_id(node_id)
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def values(self) -> list[TextNode]:
+        """Every passage's node (reads them all)."""
+        return self.passages.all_nodes()
+
+
 class HybridRetriever:
     """Dense + BM25 retrieval over one stored index."""
 
     def __init__(self, stored: StoredIndex, embed_model: LockedEmbedding, config: RetrievalConfig):
         self.config = config
         self.embed_model = embed_model
-        self.depth = min(config.candidates, len(stored.nodes))
+        self.depth = min(config.candidates, len(stored.passages))
         self.faiss = stored.faiss
-        self.bm25 = Bm25Index(stored.nodes)
-        self.nodes = {node.node_id: node for node in stored.nodes}
-        self.node_ids = faiss_position_ids(stored.index)
-        self.positions = {node_id: pos for pos, node_id in self.node_ids.items()}
+        self.bm25 = stored.bm25
+        self.nodes = NodesById(stored.passages)
+        self.node_ids = stored.position_ids  # FAISS position -> passage id
+        self.positions = stored.passages.position  # passage id -> FAISS position (the same order)
         self.embed = lru_cache(maxsize=512)(self._embed)  # repeated questions skip the model
 
     def _embed(self, text: str) -> np.ndarray:
@@ -98,7 +118,10 @@ class HybridRetriever:
 
     def stored_vector(self, node_id: str) -> np.ndarray:
         """A passage's vector as the FAISS index holds it (no re-embedding)."""
-        return self.faiss.reconstruct(self.positions[node_id])
+        position = self.positions(node_id)
+        if position is None:
+            raise KeyError(node_id)
+        return self.faiss.reconstruct(position)
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.stored_vector(node_id)
@@ -106,29 +129,55 @@ class HybridRetriever:
 
 
 class Bm25Index:
-    """BM25 over the passages' texts (bm25s), built as llama-index's BM25Retriever builds it by
-    default: English stop-words dropped, Snowball stems, words of two or more characters."""
+    """BM25 over the passages (bm25s), with the one analyser the answerer uses too:
+    `rag.lexical.content_terms` (word tokens, function words dropped, Snowball stems). So BM25,
+    the answerer's coverage features and the term weights agree on what a term is, and the
+    document frequencies persisted beside the index are BM25's vocabulary's.
 
-    TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+    Built once per index and saved with it (``bm25/``, bm25s's own format: numpy arrays and
+    JSON, no pickle); loaded memory-mapped, so opening a large index costs neither the
+    re-tokenising nor the memory of the score matrix."""
 
-    def __init__(self, nodes: list[TextNode]):
+    def __init__(self, bm25: Any, node_ids: Sequence[str]):
+        self.bm25 = bm25
+        self.node_ids = node_ids
+
+    @classmethod
+    def build(cls, texts: Iterable[str], node_ids: Sequence[str]) -> tuple[Bm25Index, np.ndarray]:
+        """The index of `texts`, and each vocabulary term's document frequency (by term id)."""
         import bm25s
-        from llama_index.core.schema import MetadataMode
 
-        self.node_ids = [node.node_id for node in nodes]
-        texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
-        tokens = bm25s.tokenize(
-            texts, stopwords="en", stemmer=thread_stemmer(), token_pattern=self.TOKEN_PATTERN, show_progress=False
-        )
-        self.bm25 = bm25s.BM25()
-        self.bm25.index(tokens, show_progress=False)
+        tokens = [content_terms(text) for text in texts]
+        bm25 = bm25s.BM25()
+        bm25.index(tokens, show_progress=False)
+        df = np.zeros(len(bm25.vocab_dict), dtype="int32")
+        for terms in tokens:
+            for term in set(terms):
+                df[bm25.vocab_dict[term]] += 1
+        return cls(bm25, node_ids), df
+
+    @classmethod
+    def load(cls, folder: Path, node_ids: Sequence[str]) -> Bm25Index:
+        """The index saved in `folder`, memory-mapped. Raises OSError or ValueError (bm25s's
+        errors for a missing, truncated or garbled file), or KeyError (a field missing)."""
+        import bm25s
+
+        bm25 = bm25s.BM25.load(str(folder), mmap=True, show_progress=False)
+        if bm25.scores["num_docs"] != len(node_ids):
+            raise ValueError(f"{bm25.scores['num_docs']} passages, expected {len(node_ids)}")
+        return cls(bm25, node_ids)
+
+    def save(self, folder: Path) -> None:
+        self.bm25.save(str(folder), show_progress=False)
+
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """Term -> term id ("" is bm25s's placeholder for passages without a term)."""
+        return self.bm25.vocab_dict
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The `k` best (passage id, score) pairs for `query`, by score, matches only."""
-        import bm25s
-
-        tokens = bm25s.tokenize(query, stemmer=thread_stemmer(), token_pattern=self.TOKEN_PATTERN, show_progress=False)
-        indexes, scores = self.bm25.retrieve(tokens, k=min(k, len(self.node_ids)), show_progress=False)
+        indexes, scores = self.bm25.retrieve([content_terms(query)], k=min(k, len(self.node_ids)), show_progress=False)
         ranked = zip(indexes[0], scores[0], strict=True)
         return [(self.node_ids[int(i)], float(score)) for i, score in ranked if score > 0]
 

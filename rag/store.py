@@ -6,8 +6,13 @@ Files in the index folder:
                       files; replaced atomically, last, so a reader sees the old index or the new one
     gen-N/vectors.faiss     FAISS inner-product index of normalised passage embeddings (faiss binary):
                             exact (flat) up to ``retrieval.hnsw_above`` passages, HNSW beyond
-    gen-N/docstore.json     the passages (llama-index SimpleDocumentStore, JSON)
-    gen-N/index_store.json  FAISS position -> passage id (llama-index SimpleIndexStore, JSON)
+                            (vectors stored as float16)
+    gen-N/passages.sqlite   llama-index's KVDocumentStore (the passages) and KVIndexStore (FAISS
+                            position -> passage id) on `rag.kvstore.SqliteKVStore`: records are
+                            read when a passage is needed, not at start
+    gen-N/passages.npz      compact arrays in document order (`rag.passages`): passage id, document,
+                            paragraph, offsets; and each BM25 term's document frequency
+    gen-N/bm25/             the BM25 index (bm25s's own files: .npy arrays and JSON), memory-mapped
 
 The index holds the configured documents plus those added with `add_documents` (recorded in the
 manifest with ``"origin": "added"``; they stay until `remove_document`). Every build is
@@ -19,7 +24,10 @@ embedded. A change of index format, embedding model or chunking re-embeds everyt
 updates it (reporting progress) when it is missing or stale. Builds write a new generation folder
 under the build lock and then swap the manifest in: an interrupted build leaves the previous index
 intact. A file that cannot be read back raises `IndexCorruptError` naming it and the remedy.
-Nothing is loaded with pickle.
+Nothing is loaded with pickle. The BM25 index and the term statistics are computed once, at
+build time, with the one analyser (`rag.lexical.content_terms`); opening an index reads only the
+arrays, the BM25 vocabulary and the FAISS file, whatever the number of passages; reading the
+files back and checking them is `rag.index_files`.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -41,39 +49,39 @@ from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
 from rag.errors import DocumentError, IndexCorruptError
+from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
+    ARRAYS,
+    BM25,
+    INDEX_FILES,
+    MANIFEST,
+    OLD_FILES,
+    PASSAGES_DB,
+    VECTORS,
+    StoredIndex,
+    document_order,
+    index_file,
+    load_index,
+    read_manifest,
+)
 from rag.ingest import SourceDocument, display_path, read_document
-from rag.llama_adapter import faiss_position_ids
+from rag.kvstore import SqliteKVStore
+from rag.llama_adapter import check_positions
+from rag.passages import Passages
+from rag.retrieve import Bm25Index
 
 if TYPE_CHECKING:
-    from llama_index.core import VectorStoreIndex
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.schema import TextNode
 
 # 2: paragraph kinds without DW-specific rules, passages embedded as their own text
 # 3: pages and sections in passage metadata (PDF, HTML, DOCX, Markdown readers)
 # 4: files in a generation folder named by the manifest; per-document passages, origin and dates
-FORMAT_VERSION = 4
+# 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
+FORMAT_VERSION = 5
 BUILD_BATCH = 1024
-VECTORS, DOCSTORE, INDEX_STORE, MANIFEST = "vectors.faiss", "docstore.json", "index_store.json", "manifest.json"
-INDEX_FILES = (VECTORS, DOCSTORE, INDEX_STORE)
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
 Origin = Literal["config", "added"]
-
-
-@dataclass
-class StoredIndex:
-    """A loaded index: the llama-index index, its passages in document order, its manifest and the
-    documents it holds (configured ones first, then added ones)."""
-
-    index: VectorStoreIndex
-    nodes: list[TextNode]
-    manifest: dict[str, Any]
-    documents: list[SourceDocument] = field(default_factory=list)
-
-    @property
-    def faiss(self) -> Any:
-        return self.index.vector_store.client
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ def open_index(
         previous = None if rebuild else reusable_index(config, manifest, embed_model)
         stored, counts = build_index(config, targets, embed_model, previous, manifest)
     progress(
-        f"Indexed {len(stored.nodes)} passages from {len(targets)} document(s)"
+        f"Indexed {len(stored.passages)} passages from {len(targets)} document(s)"
         f" ({counts.embedded} embedded, {counts.reused} reused)."
     )
     return stored
@@ -179,7 +187,7 @@ def add_documents(
                 actions.append((document, _change(manifest, targets[at])))
         if _up_to_date(manifest, config, targets):
             stored = load_index(config.index_dir, embed_model, [t.document for t in targets])
-            return AddResult(stored, BuildCounts(0, len(stored.nodes)), actions)
+            return AddResult(stored, BuildCounts(0, len(stored.passages)), actions)
         progress(f"Updating the index in {config.index_dir}...")
         previous = reusable_index(config, manifest, embed_model)
         stored, counts = build_index(config, targets, embed_model, previous, manifest)
@@ -334,20 +342,6 @@ def build_lock(index_dir: Path) -> Iterator[None]:
         yield
 
 
-def read_manifest(index_dir: Path) -> dict[str, Any] | None:
-    """The manifest, or None when there is no index in `index_dir`."""
-    path = index_dir / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise _corrupt(path, "is not valid JSON", index_dir) from None
-    if not isinstance(manifest, dict) or "node_count" not in manifest:
-        raise _corrupt(path, "is not an index manifest", index_dir)
-    return manifest
-
-
 def build_index(
     config: Config,
     targets: list[Target],
@@ -358,36 +352,62 @@ def build_index(
     """Persist an index of `targets`: passages of documents that `previous` holds unchanged keep
     their nodes and vectors; the others are chunked and embedded (batch by batch, with a progress
     bar). Files are written to a new generation folder, then the manifest is swapped in."""
-    import faiss
-    from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
     vectors = _vectors_by_id(previous) if previous else {}
     per_document = [_passages(t, previous, vectors, config) for t in targets]
-    nodes = sorted((n for passages in per_document for n in passages), key=_document_order)
+    nodes = sorted((n for passages in per_document for n in passages), key=document_order)
     to_embed = sum(n.embedding is None for n in nodes)
     dimension = previous.faiss.d if previous else len(embed_model.get_text_embedding("dimension probe"))
+    config.index_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=config.index_dir))
+    try:
+        kind = _write_files(staging, nodes, config, embed_model, dimension, to_embed)
+        manifest = {
+            **build_settings(config),
+            "documents": _document_entries(targets, per_document, old_manifest),
+            "node_count": len(nodes),
+            "dimension": dimension,
+            "faiss_index": kind,
+            "libraries": _library_versions(),
+        }
+        _persist(config.index_dir, staging, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts = BuildCounts(embedded=to_embed, reused=len(nodes) - to_embed)
+    return load_index(config.index_dir, embed_model, [t.document for t in targets]), counts
+
+
+def _write_files(
+    folder: Path, nodes: list[TextNode], config: Config, embed_model: BaseEmbedding, dimension: int, to_embed: int
+) -> str:
+    """Embed what needs it (batch by batch, with a progress bar) and write every index file into
+    `folder`: FAISS, the llama-index stores in SQLite, BM25 and the arrays. Returns the FAISS kind."""
+    import faiss
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+    from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
-    storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss_index))
+    kvstore = SqliteKVStore(folder / PASSAGES_DB, create=True)
+    storage = StorageContext.from_defaults(
+        docstore=KVDocumentStore(kvstore),
+        index_store=KVIndexStore(kvstore),
+        vector_store=FaissVectorStore(faiss_index=faiss_index),
+    )
     index = VectorStoreIndex([], storage_context=storage, embed_model=embed_model)
     with _progress_bar(to_embed) as bar:
         for start in range(0, len(nodes), BUILD_BATCH):  # embeddings exist for one batch at a time
             batch = nodes[start : start + BUILD_BATCH]
             index.insert_nodes(batch)  # llama-index embeds only the nodes without an embedding
             bar.update(sum(n.embedding is None for n in batch))
-    stored_nodes = _text_nodes(index.storage_context.docstore)
-    kind = "hnsw" if isinstance(faiss_index, faiss.IndexHNSWFlat) else "flat"
-    manifest = {
-        **build_settings(config),
-        "documents": _document_entries(targets, per_document, old_manifest),
-        "node_count": len(nodes),
-        "dimension": dimension,
-        "faiss_index": kind,
-        "libraries": _library_versions(),
-    }
-    _persist(config.index_dir, index, manifest)
-    counts = BuildCounts(embedded=to_embed, reused=len(nodes) - to_embed)
-    return StoredIndex(index, stored_nodes, manifest, [t.document for t in targets]), counts
+    check_positions(index, [n.node_id for n in nodes])  # FAISS position i holds passage i
+    index.vector_store.persist(str(folder / VECTORS))
+    kvstore.close()
+    passages = Passages.from_nodes(nodes)
+    bm25, passages.df = Bm25Index.build((n.text for n in nodes), [n.node_id for n in nodes])
+    bm25.save(folder / BM25)
+    passages.save(folder / ARRAYS)
+    return "hnsw" if isinstance(faiss_index, faiss.IndexHNSW) else "flat"
 
 
 def _passages(
@@ -396,17 +416,26 @@ def _passages(
     """The document's passages: copies of the previous index's nodes, carrying their stored
     vectors, when it holds this very document; else fresh nodes without an embedding."""
     if previous is not None and _holds_document(previous.manifest, target):
-        reused = [n.model_copy() for n in previous.nodes if n.metadata["source"] == target.source]
+        reused = [n.model_copy() for n in _document_nodes(previous, target.source)]
         for node in reused:
             node.embedding = vectors[node.node_id]
         return reused
     return chunk(target.document, target.source, config.chunking.unit)
 
 
+def _document_nodes(stored: StoredIndex, source: str) -> list[TextNode]:
+    """The stored nodes of one document, in document order."""
+    passages = stored.passages
+    if source not in passages.sources:
+        return []
+    number = passages.sources.index(source)
+    return [passages.node(i) for i in range(len(passages)) if passages.document[i] == number]
+
+
 def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:
     """Every stored vector by passage id, read back from the FAISS index."""
     matrix = stored.faiss.reconstruct_n(0, stored.faiss.ntotal)
-    return {node_id: matrix[position].tolist() for position, node_id in faiss_position_ids(stored.index).items()}
+    return {node_id: matrix[position].tolist() for position, node_id in enumerate(stored.position_ids)}
 
 
 def _document_entries(
@@ -436,12 +465,14 @@ def _document_entries(
 
 
 def new_faiss_index(dimension: int, size: int, hnsw_above: int):
-    """Exact inner-product search for small sets; HNSW (approximate, fast) beyond `hnsw_above`."""
+    """Exact inner-product search for small sets; HNSW (approximate, fast) beyond `hnsw_above`,
+    over vectors stored as float16: half the disk and memory of float32, and a cosine changes by
+    about 1e-4, far below what the approximate search itself gives up."""
     import faiss
 
     if size <= hnsw_above:
         return faiss.IndexFlatIP(dimension)
-    index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWSQ(dimension, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
     index.hnsw.efConstruction, index.hnsw.efSearch = 80, 96
     return index
 
@@ -455,96 +486,23 @@ def _progress_bar(total: int):
     )
 
 
-def index_file(index_dir: Path, name: str) -> Path:
-    """Where the current index keeps one of its files (`VECTORS`, `DOCSTORE`, `INDEX_STORE`)."""
-    manifest = read_manifest(index_dir)
-    if manifest is None:
-        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
-    return _generation(index_dir, manifest) / name
-
-
-def load_index(
-    index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
-) -> StoredIndex:
-    """Read a persisted index back, checking that its files agree with each other."""
-    from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
-    from llama_index.core.storage.docstore import SimpleDocumentStore
-    from llama_index.core.storage.index_store import SimpleIndexStore
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    manifest = read_manifest(index_dir)
-    if manifest is None:
-        raise _corrupt(index_dir / MANIFEST, "is missing", index_dir)
-    folder = _generation(index_dir, manifest)
-    vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
-    docstore = SimpleDocumentStore.from_dict(_read_store(folder / DOCSTORE, index_dir))
-    index_store = SimpleIndexStore.from_dict(_read_store(folder / INDEX_STORE, index_dir))
-    storage = StorageContext.from_defaults(docstore=docstore, index_store=index_store, vector_store=vector_store)
-    try:
-        index = load_index_from_storage(storage, embed_model=embed_model)
-    except ValueError as exc:  # llama-index: no index, or several, in the index store
-        raise _corrupt(folder / INDEX_STORE, f"cannot be read ({type(exc).__name__})", index_dir) from None
-    if not isinstance(index, VectorStoreIndex):
-        raise _corrupt(folder / INDEX_STORE, f"holds a {type(index).__name__}, not a vector index", index_dir)
-    try:
-        nodes = _text_nodes(docstore)
-    except (KeyError, TypeError, ValueError) as exc:  # a record llama-index cannot decode into a node
-        raise _corrupt(
-            folder / DOCSTORE, f"holds a passage that cannot be read ({type(exc).__name__})", index_dir
-        ) from None
-    count = manifest["node_count"]
-    if vector_store.client.ntotal != count:
-        problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
-        raise _corrupt(folder / VECTORS, problem, index_dir)
-    if len(nodes) != count or len(faiss_position_ids(index)) != count:
-        raise _corrupt(folder / DOCSTORE, f"holds {len(nodes)} passages, the manifest says {count}", index_dir)
-    return StoredIndex(index, nodes, manifest, documents or [])
-
-
-def _generation(index_dir: Path, manifest: dict[str, Any]) -> Path:
-    """The folder holding the index files the manifest describes (format 2 kept them beside it)."""
-    name = manifest.get("files", "")
-    if not isinstance(name, str) or "/" in name or name.startswith("."):
-        raise _corrupt(index_dir / MANIFEST, "names no index folder", index_dir)
-    return index_dir / name
-
-
-def _text_nodes(docstore: Any) -> list[TextNode]:
-    """The passages of a llama-index docstore, in document order."""
-    from llama_index.core.schema import TextNode
-
-    return sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=_document_order)
-
-
 def load_documents(config: Config) -> list[SourceDocument]:
     """Read every configured document."""
     return [read_document(path, config.chunking.drop_boilerplate) for path in config.documents]
 
 
-def _document_order(node: TextNode) -> tuple[str, int]:
-    """The one passage order used after building and after loading."""
-    return node.metadata["source"], node.metadata["start"]
-
-
-def _persist(index_dir: Path, index: VectorStoreIndex, manifest: dict[str, Any]) -> None:
-    """Write the index files into a new generation folder, then atomically replace the manifest
-    with one naming it. Until that rename the previous index stays whole; afterwards the folder of
-    the previous generation is kept (a reader may have just read its manifest) and older ones go."""
-    index_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=index_dir))
-    try:
-        index.vector_store.persist(str(staging / VECTORS))
-        index.storage_context.docstore.persist(str(staging / DOCSTORE))
-        index.storage_context.index_store.persist(str(staging / INDEX_STORE))
-        previous = _current_generation(index_dir)
-        generation = index_dir / f"gen-{_next_generation(index_dir)}"
-        staging.rename(generation)
-        (index_dir / f".{MANIFEST}.new").write_text(
-            json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
-        )
-        os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def _persist(index_dir: Path, staging: Path, manifest: dict[str, Any]) -> None:
+    """Move the built files (`staging`) into a new generation folder, then atomically replace the
+    manifest with one naming it. Until that rename the previous index stays whole; afterwards the
+    folder of the previous generation is kept (a reader may have just read its manifest) and
+    older ones go."""
+    previous = _current_generation(index_dir)
+    generation = index_dir / f"gen-{_next_generation(index_dir)}"
+    staging.rename(generation)
+    (index_dir / f".{MANIFEST}.new").write_text(
+        json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
+    )
+    os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
     _remove_old_generations(index_dir, keep={generation.name, previous})
 
 
@@ -567,47 +525,17 @@ def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
     for folder in index_dir.glob("gen-*"):
         if folder.name not in keep:
             shutil.rmtree(folder, ignore_errors=True)
-    for name in INDEX_FILES:
+    for name in OLD_FILES:
         (index_dir / name).unlink(missing_ok=True)
 
 
-def _read_faiss(path: Path, index_dir: Path) -> Any:
-    """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
-    import faiss
-
-    if not path.exists():
-        raise _corrupt(path, "is missing", index_dir)
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
-    if index is None:  # the file holds faiss's "null" marker instead of an index
-        raise _corrupt(path, "holds no index", index_dir)
-    return index
-
-
-def _read_store(path: Path, index_dir: Path) -> dict[str, Any]:
-    """A llama-index key-value store file (docstore or index store): collection name -> {key: value}.
-
-    A file that is missing, unreadable, not UTF-8 JSON (truncated, garbled) or JSON of another
-    shape is reported as corrupt; llama-index then builds the store from the checked data."""
-    if not path.exists():
-        raise _corrupt(path, "is missing", index_dir)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise _corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
-    if not isinstance(data, dict) or not all(isinstance(collection, dict) for collection in data.values()):
-        raise _corrupt(path, "is not a llama-index store", index_dir)
-    return data
-
-
-def _corrupt(path: Path, problem: str, index_dir: Path) -> IndexCorruptError:
-    return IndexCorruptError(
-        f"index file {path} {problem}; run `python -m rag index --rebuild --index-dir {index_dir}`"
-    )
-
-
 def _library_versions() -> dict[str, str]:
-    names = ["llama-index-core", "llama-index-vector-stores-faiss", "faiss-cpu", "sentence-transformers", "torch"]
+    names = [
+        "llama-index-core",
+        "llama-index-vector-stores-faiss",
+        "faiss-cpu",
+        "bm25s",
+        "sentence-transformers",
+        "torch",
+    ]
     return {name: version(name) for name in names}

@@ -22,15 +22,14 @@ from rag.errors import DocumentError
 from rag.ingest import read_document
 from rag.llama_adapter import faiss_position_ids
 from rag.onnx_model import OnnxEmbedding
+from rag.passages import Passages
 from rag.store import (
-    DOCSTORE,
     FORMAT_VERSION,
     INDEX_FILES,
     MANIFEST,
-    VECTORS,
+    OLD_FILES,
     add_documents,
     find_document,
-    index_file,
     read_manifest,
     remove_document,
 )
@@ -265,7 +264,7 @@ def test_adding_a_copy_of_an_indexed_document_is_refused(copied, embed_model, tm
 @pytest.mark.parametrize("where", ["embedding", "persisting"])
 def test_an_interrupted_add_leaves_the_previous_index_intact(copied, embed_model, monkeypatch, where):
     """Ctrl-C while the new document's passages are embedded (the second ONNX Runtime call) or while
-    the new index files are written (llama-index's docstore persist): the old index still answers."""
+    the new index files are written (the passage arrays, written last): the old index still answers."""
     manifest_before = (copied.index_dir / MANIFEST).read_bytes()
     calls = []
 
@@ -282,9 +281,7 @@ def test_an_interrupted_add_leaves_the_previous_index_intact(copied, embed_model
         session = onnxruntime.InferenceSession
         monkeypatch.setattr(session, "run", interrupt(session.run))
     else:
-        from llama_index.core.storage.docstore import SimpleDocumentStore
-
-        monkeypatch.setattr(SimpleDocumentStore, "persist", interrupt(SimpleDocumentStore.persist))
+        monkeypatch.setattr(Passages, "save", interrupt(Passages.save))
     with pytest.raises(KeyboardInterrupt):
         add_documents(copied, [LICENSE], embed_model)
     monkeypatch.undo()
@@ -298,12 +295,12 @@ def test_an_interrupted_add_leaves_the_previous_index_intact(copied, embed_model
     assert [d.path for d in engine.documents] == copied.documents
 
 
-def test_an_index_of_the_previous_format_is_rebuilt(copied):
+def test_an_index_of_format_2_is_rebuilt(copied):
     """A format-2 index kept its files beside the manifest, which listed only paths and hashes."""
     manifest = json.loads((copied.index_dir / MANIFEST).read_text())
-    for name in INDEX_FILES:
-        index_file(copied.index_dir, name).replace(copied.index_dir / name)
     shutil.rmtree(copied.index_dir / manifest.pop("files"))
+    for name in OLD_FILES:
+        (copied.index_dir / name).write_text("{}")
     manifest["format"] = 2
     manifest["documents"] = [{"source": e["source"], "sha256": e["sha256"]} for e in manifest["documents"]]
     (copied.index_dir / MANIFEST).write_text(json.dumps(manifest))
@@ -313,7 +310,31 @@ def test_an_index_of_the_previous_format_is_rebuilt(copied):
     assert any("(11 embedded, 0 reused)" in m for m in messages)
     assert "revoked the American visa" in engine.ask(DW_QUESTIONS[0]).text
     assert read_manifest(copied.index_dir)["format"] == FORMAT_VERSION
-    assert not any((copied.index_dir / name).exists() for name in (VECTORS, DOCSTORE))  # old files cleared
+    assert not any((copied.index_dir / name).exists() for name in OLD_FILES)  # old files cleared
+    reopened: list[str] = []
+    Engine.open(copied, progress=reopened.append)
+    assert reopened == []
+
+
+def test_an_index_of_format_4_is_rebuilt(copied):
+    """A format-4 generation holds llama-index JSON stores and no BM25 or arrays: it is rebuilt
+    (re-embedded) on open, without reading those files, and the previous folder is kept until then."""
+    manifest = json.loads((copied.index_dir / MANIFEST).read_text())
+    folder = copied.index_dir / manifest["files"]
+    for name in INDEX_FILES[1:]:
+        shutil.rmtree(folder / name) if (folder / name).is_dir() else (folder / name).unlink()
+    (folder / "docstore.json").write_text("{}")
+    (folder / "index_store.json").write_text("{}")
+    manifest["format"] = 4
+    (copied.index_dir / MANIFEST).write_text(json.dumps(manifest))
+    messages: list[str] = []
+    engine = Engine.open(copied, progress=messages.append)
+    assert any("index format changed" in m for m in messages)
+    assert any("(11 embedded, 0 reused)" in m for m in messages)
+    assert "revoked the American visa" in engine.ask(DW_QUESTIONS[0]).text
+    current = read_manifest(copied.index_dir)
+    assert current["format"] == FORMAT_VERSION
+    assert all((copied.index_dir / current["files"] / name).exists() for name in INDEX_FILES)
     reopened: list[str] = []
     Engine.open(copied, progress=reopened.append)
     assert reopened == []

@@ -3,14 +3,12 @@ still mean what the code assumes. When llama-index changes, these fail first and
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rag.llama_adapter import PUNKT_MODEL, LlamaIndexChanged, faiss_position_ids, punkt_data_dir
-from tests.conftest import ROOT
 
 
 def test_faiss_positions_name_the_passage_whose_vector_is_stored_there(engine):
@@ -25,6 +23,15 @@ def test_faiss_positions_name_the_passage_whose_vector_is_stored_there(engine):
         assert np.allclose(stored.faiss.reconstruct(position), expected, atol=1e-4), (position, node_id)
 
 
+def test_faiss_position_i_holds_the_i_th_passage_as_the_arrays_say(engine):
+    from rag.llama_adapter import check_positions
+
+    stored = engine.stored
+    check_positions(stored.index, stored.position_ids)
+    with pytest.raises(LlamaIndexChanged, match="consecutive positions"):
+        check_positions(stored.index, list(reversed(stored.position_ids)))
+
+
 def test_the_punkt_model_is_bundled_where_the_adapter_looks():
     import nltk.data
 
@@ -37,20 +44,3 @@ def test_a_changed_index_struct_fails_loudly_naming_the_adapter():
     renamed = SimpleNamespace(index_struct=SimpleNamespace(nodes_by_position={"0": "a"}))
     with pytest.raises(LlamaIndexChanged, match=r"llama-index-core \S+ changed: .*nodes_dict.*rag/llama_adapter.py"):
         faiss_position_ids(renamed)  # type: ignore[arg-type]
-
-
-def test_bm25_ranks_exactly_as_llama_index_bm25_retriever(engine):
-    """Our bm25s index is built the way llama-index's BM25Retriever builds it: same passages, same scores."""
-    from llama_index.retrievers.bm25 import BM25Retriever
-
-    retriever = engine.retriever
-    reference = BM25Retriever.from_defaults(nodes=engine.stored.nodes, similarity_top_k=retriever.depth)
-    lines = (ROOT / "eval" / "dw-icc-sanctions.jsonl").read_text(encoding="utf-8").splitlines()
-    items = [json.loads(line) for line in lines if line.strip()]
-    questions = [turn["question"] for item in items for turn in item.get("turns", [item])]
-    assert len(questions) > 60
-    for question in questions:
-        expected = [(hit.node.node_id, hit.score) for hit in reference.retrieve(question) if (hit.score or 0) > 0]
-        ours = retriever.lexical(question)
-        assert [node_id for node_id, _ in ours] == [node_id for node_id, _ in expected], question
-        assert [score for _, score in ours] == pytest.approx([score for _, score in expected], rel=1e-6), question

@@ -24,3 +24,42 @@ def test_every_query_gets_a_similarity(engine):
     candidates = engine.retriever.retrieve(["Where was she born?", "Where was she born? Who is the chief prosecutor?"])
     assert all(len(c.similarities) == 2 for c in candidates)
     assert len({c.node.node_id for c in candidates}) == len(candidates)
+
+
+def test_bm25_uses_the_answerer_s_analyser_and_scores_as_a_fresh_bm25s_index(engine):
+    """The persisted, memory-mapped BM25 index ranks as one built now from `content_terms`, and
+    its vocabulary is exactly the content terms the answerer's term weights count."""
+    import json
+
+    import bm25s
+
+    from rag.lexical import content_terms
+    from tests.conftest import ROOT
+
+    stored = engine.stored
+    texts = [node.text for node in stored.nodes]
+    reference = bm25s.BM25()
+    reference.index([content_terms(text) for text in texts], show_progress=False)
+    assert {t for t in stored.bm25.vocabulary if t} == set(engine.answerer.weights.counts)
+    lines = (ROOT / "eval" / "dw-icc-sanctions.jsonl").read_text(encoding="utf-8").splitlines()
+    items = [json.loads(line) for line in lines if line.strip()]
+    questions = [turn["question"] for item in items for turn in item.get("turns", [item])]
+    assert len(questions) > 60
+    for question in questions:
+        scores = reference.get_scores(content_terms(question) or [""])
+        expected = sorted(
+            ((stored.position_ids[i], float(s)) for i, s in enumerate(scores) if s > 0), key=lambda p: -p[1]
+        )
+        ours = engine.retriever.lexical(question)
+        assert [score for _, score in ours] == pytest.approx([score for _, score in expected], rel=1e-6), question
+        tied = {round(score, 5) for _, score in ours}  # equal scores may come in either order
+        assert {(n, round(s, 5)) for n, s in ours} == {(n, round(s, 5)) for n, s in expected if round(s, 5) in tied}
+
+
+def test_function_words_and_possessives_are_one_term_for_bm25_and_the_answerer(engine):
+    from rag.lexical import content_terms
+
+    assert content_terms("Bensouda's visa") == content_terms("bensouda visas")
+    hits = engine.retriever.lexical("Bensouda's")
+    assert hits and all("Bensouda" in engine.retriever.nodes[node_id].text for node_id, _ in hits)
+    assert engine.retriever.lexical("the of and") == []  # function words are no terms at all

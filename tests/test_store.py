@@ -1,11 +1,13 @@
 import json
 import shutil
+import sqlite3
+import zlib
 
 import pytest
 
 from rag.engine import Engine
 from rag.errors import IndexCorruptError
-from rag.store import DOCSTORE, INDEX_STORE, MANIFEST, VECTORS, index_file
+from rag.store import ARRAYS, BM25, MANIFEST, PASSAGES_DB, VECTORS, index_file
 
 QUESTIONS = ["who revoked Bensouda's visa?", "Which allies could be next?", "What is the capital of France?"]
 
@@ -57,20 +59,36 @@ def test_changing_chunking_settings_triggers_a_rebuild(copied):
     assert messages and len(engine.stored.nodes) == 9
 
 
-@pytest.mark.parametrize("name", [VECTORS, DOCSTORE, INDEX_STORE, MANIFEST])
+BM25_FILES = [f"{BM25}/{name}" for name in ("data.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json")]
+BM25_FILES += [f"{BM25}/params.index.json"]
+
+
+def named(index_dir, name):
+    """An index file by name: the manifest, or a file (or a file in a folder) of the current generation."""
+    if name == MANIFEST:
+        return index_dir / MANIFEST
+    folder, _, inner = name.partition("/")
+    return index_file(index_dir, folder) / inner if inner else index_file(index_dir, folder)
+
+
+@pytest.mark.parametrize("name", [VECTORS, PASSAGES_DB, ARRAYS, *BM25_FILES, MANIFEST])
 def test_truncated_index_file_gives_a_clear_error(copied, name):
-    path = copied.index_dir / MANIFEST if name == MANIFEST else index_file(copied.index_dir, name)
+    path = named(copied.index_dir, name)
     path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
     with pytest.raises(IndexCorruptError) as error:
         Engine.open(copied)
-    assert str(path) in str(error.value)
+    assert str(path) in str(error.value) or str(path.parent) in str(error.value)  # a BM25 file: its folder
     assert "python -m rag index --rebuild" in str(error.value)
 
 
-def test_missing_index_file_gives_a_clear_error(copied):
-    index_file(copied.index_dir, VECTORS).unlink()
-    with pytest.raises(IndexCorruptError, match="is missing"):
+@pytest.mark.parametrize("name", [VECTORS, PASSAGES_DB, ARRAYS, BM25, *BM25_FILES])
+def test_missing_index_file_gives_a_clear_error(copied, name):
+    path = named(copied.index_dir, name)
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with pytest.raises(IndexCorruptError) as error:
         Engine.open(copied)
+    assert str(path) in str(error.value) or str(path.parent) in str(error.value)
+    assert "python -m rag index --rebuild" in str(error.value)
 
 
 def test_rebuild_repairs_a_corrupt_index(copied):
@@ -84,7 +102,7 @@ def test_large_sets_get_an_hnsw_index_that_answers_the_same(copied):
     config = copied.model_copy(update={"retrieval": copied.retrieval.model_copy(update={"hnsw_above": 5})})
     engine = Engine.open(config)
     assert engine.stored.manifest["faiss_index"] == "hnsw"
-    assert type(engine.stored.faiss).__name__ == "IndexHNSWFlat"
+    assert type(engine.stored.faiss).__name__ == "IndexHNSWSQ"  # float16 vectors
     assert "revoked the American visa" in engine.ask(QUESTIONS[0]).text
     assert json.loads((copied.index_dir / MANIFEST).read_text())["faiss_index"] == "hnsw"
 
@@ -157,28 +175,69 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
     ("name", "content", "problem"),
     [
         (VECTORS, b"null", "holds no index"),  # faiss reads its "null" marker as no index at all
-        (DOCSTORE, b"[]", "is not a llama-index store"),
-        (INDEX_STORE, b'{"index_store/data": 5}', "is not a llama-index store"),
+        (PASSAGES_DB, b"SQLite format 3\x00" + b"\x00" * 4080, "cannot be read"),
+        (ARRAYS, b"[]", "cannot be read"),
+        (f"{BM25}/vocab.index.json", b"[1, 2", "cannot be read"),
     ],
 )
 def test_index_files_holding_something_else_are_reported_as_corrupt(copied, name, content, problem):
-    path = index_file(copied.index_dir, name)
+    path = named(copied.index_dir, name)
     path.write_bytes(content)
     with pytest.raises(IndexCorruptError, match=problem) as error:
         Engine.open(copied)
+    assert str(path) in str(error.value) or str(path.parent) in str(error.value)
+
+
+def passage_records(path):
+    """(key, value) of every passage record in the index's SQLite file."""
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT key, value FROM kv WHERE collection = 'docstore/data'").fetchall()
+
+
+def rewrite_record(path, key, value: bytes):
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE kv SET value = ? WHERE collection = 'docstore/data' AND key = ?", (value, key))
+
+
+def test_a_passage_record_that_cannot_be_decoded_is_reported_as_corrupt_when_read(copied):
+    """Passages are read when retrieved, so a damaged record is found then, naming the file."""
+    path = index_file(copied.index_dir, PASSAGES_DB)
+    for key, _ in passage_records(path):
+        rewrite_record(path, key, b"not zlib")
+    engine = Engine.open(copied)
+    with pytest.raises(IndexCorruptError, match="holds a record that cannot be read") as error:
+        engine.ask(QUESTIONS[0])
+    assert str(path) in str(error.value) and "python -m rag index --rebuild" in str(error.value)
+
+
+def test_a_passage_record_that_is_not_a_node_is_reported_as_corrupt(copied):
+    path = index_file(copied.index_dir, PASSAGES_DB)
+    zdict = sqlite3.connect(path).execute("SELECT zdict FROM codec").fetchone()[0]
+    for key, _ in passage_records(path):
+        compressor = zlib.compressobj(zdict=zdict)
+        rewrite_record(path, key, compressor.compress(b'{"__data__": {"text": "x"}}') + compressor.flush())
+    engine = Engine.open(copied)
+    with pytest.raises(IndexCorruptError, match="cannot give passage") as error:
+        engine.ask(QUESTIONS[0])
     assert str(path) in str(error.value)
 
 
-def test_a_docstore_record_that_is_not_a_node_is_reported_as_corrupt(copied):
-    path = index_file(copied.index_dir, DOCSTORE)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    records = data["docstore/data"]
-    first = next(iter(records))
-    del records[first]["__type__"]
-    path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(IndexCorruptError, match="holds a passage that cannot be read") as error:
-        Engine.open(copied)
-    assert str(path) in str(error.value)
+def test_passage_records_are_compact_and_the_docstore_is_llama_index_s(engine):
+    """The docstore is llama-index's KVDocumentStore on our SQLite KV store, and its records
+    are compressed against the preset dictionary to well under the 850-byte JSON."""
+    from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+
+    from rag.kvstore import SqliteKVStore
+
+    docstore = engine.stored.index.docstore
+    assert isinstance(docstore, KVDocumentStore) and not type(docstore).__name__.startswith("Simple")
+    records = passage_records(index_file(engine.config.index_dir, PASSAGES_DB))
+    assert len(records) == 11
+    assert sum(len(value) for _, value in records) / len(records) < 0.5 * 850
+    node = docstore.get_node(records[0][0])
+    assert node.text == engine.stored.passages.text(engine.stored.passages.position(node.node_id))
+    assert isinstance(engine.stored.index.storage_context.docstore, KVDocumentStore)
+    assert SqliteKVStore.__mro__[1].__name__ == "BaseKVStore"
 
 
 @pytest.mark.parametrize(
@@ -196,4 +255,4 @@ def test_a_bug_or_library_change_while_loading_is_not_reported_as_a_corrupt_inde
 
     monkeypatch.setattr(target, broken)
     with pytest.raises(error, match="simulated incompatible library"):
-        Engine.open(copied)
+        assert Engine.open(copied).stored.index  # the llama-index index is loaded when first used

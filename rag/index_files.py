@@ -1,0 +1,254 @@
+"""The files of a persisted index: their names, reading them back, and what a loaded index is.
+
+`load_index` opens the generation folder the manifest names (layout in `rag.store`) and checks
+that its files agree with each other; a file that is missing, truncated or garbled raises
+`IndexCorruptError` naming it and the remedy (`python -m rag index --rebuild`). Nothing is
+loaded with pickle. Only FAISS, the passage arrays and the BM25 vocabulary are read whole: the
+docstore's records are read when a passage is needed, BM25's arrays are memory-mapped, and the
+llama-index `VectorStoreIndex` is built from the storage on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import IndexCorruptError
+from rag.ingest import SourceDocument
+from rag.kvstore import SqliteKVStore
+from rag.lexical import TermWeights
+from rag.llama_adapter import faiss_position_ids
+from rag.passages import Passages
+from rag.retrieve import Bm25Index
+
+if TYPE_CHECKING:
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.schema import TextNode
+
+VECTORS, PASSAGES_DB, ARRAYS, BM25, MANIFEST = (
+    "vectors.faiss", "passages.sqlite", "passages.npz", "bm25", "manifest.json"
+)  # fmt: skip
+INDEX_FILES = (VECTORS, PASSAGES_DB, ARRAYS, BM25)
+OLD_FILES = ("vectors.faiss", "docstore.json", "index_store.json")  # a format-2 index kept them beside the manifest
+
+
+@dataclass
+class StoredIndex:
+    """A loaded index: llama-index's storage (FAISS vector store, docstore and index store, the
+    docstore read on demand), its passages in document order, BM25, the term weights, its
+    manifest and the documents it holds (configured ones first, then added ones).
+
+    The llama-index `VectorStoreIndex` is built from the storage when first asked for: its index
+    struct maps every FAISS position to a passage id, and decoding it through llama-index took
+    most of the start of a large index, while answering needs only FAISS and the arrays (FAISS
+    position i holds passage i, checked when the index is built)."""
+
+    storage: StorageContext
+    passages: Passages
+    bm25: Bm25Index
+    weights: TermWeights
+    manifest: dict[str, Any]
+    documents: list[SourceDocument]
+    embed_model: BaseEmbedding
+    folder: Path
+    _index: VectorStoreIndex | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def index(self) -> VectorStoreIndex:
+        """The llama-index vector index over this storage (loaded on first use)."""
+        with self._lock:
+            if self._index is None:
+                self._index = _vector_index(self.storage, self.embed_model, self.folder, len(self.passages))
+            return self._index
+
+    @property
+    def faiss(self) -> Any:
+        return self.storage.vector_store.client
+
+    @property
+    def position_ids(self) -> list[str]:
+        """Passage id by FAISS position."""
+        return self.passages.ids.tolist()
+
+    @property
+    def nodes(self) -> list[TextNode]:
+        """Every passage's node in document order, read from the docstore (all of them: for builds,
+        training and small indexes; answering reads only what it retrieves)."""
+        return text_nodes(self.storage.docstore)
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The manifest, or None when there is no index in `index_dir`."""
+    path = index_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise corrupt(path, "is not valid JSON", index_dir) from None
+    if not isinstance(manifest, dict) or "node_count" not in manifest:
+        raise corrupt(path, "is not an index manifest", index_dir)
+    return manifest
+
+
+def index_file(index_dir: Path, name: str) -> Path:
+    """Where the current index keeps one of its files (`VECTORS`, `PASSAGES_DB`, `ARRAYS`, `BM25`)."""
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise corrupt(index_dir / MANIFEST, "is missing", index_dir)
+    return generation_folder(index_dir, manifest) / name
+
+
+def load_index(
+    index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
+) -> StoredIndex:
+    """Read a persisted index back, checking that its files agree with each other. Passages are
+    read from the docstore when needed; their texts come from `documents` when given."""
+    from llama_index.core import StorageContext
+    from llama_index.core.storage.docstore.keyval_docstore import (
+        DEFAULT_COLLECTION_DATA_SUFFIX,
+        DEFAULT_NAMESPACE,
+        KVDocumentStore,
+    )
+    from llama_index.core.storage.index_store.keyval_index_store import (
+        DEFAULT_COLLECTION_SUFFIX,
+        KVIndexStore,
+    )
+    from llama_index.core.storage.index_store.keyval_index_store import DEFAULT_NAMESPACE as INDEX_NAMESPACE
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise corrupt(index_dir / MANIFEST, "is missing", index_dir)
+    folder = generation_folder(index_dir, manifest)
+    vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
+    kvstore = SqliteKVStore(folder / PASSAGES_DB, remedy=_remedy(index_dir))
+    docstore = KVDocumentStore(kvstore)
+    storage = StorageContext.from_defaults(
+        docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
+    )
+    texts = {d.source: d.text for d in documents or []}
+    passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
+    bm25 = _read_bm25(folder / BM25, passages, index_dir)
+    count = manifest["node_count"]
+    if vector_store.client.ntotal != count:
+        problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
+        raise corrupt(folder / VECTORS, problem, index_dir)
+    stored_count = kvstore.count(f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")  # the passages' collection
+    if stored_count != count or kvstore.count(f"{INDEX_NAMESPACE}{DEFAULT_COLLECTION_SUFFIX}") != 1:
+        raise corrupt(folder / PASSAGES_DB, f"holds {stored_count} passages, the manifest says {count}", index_dir)
+    if len(passages) != count:
+        raise corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
+    weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
+    return StoredIndex(storage, passages, bm25, weights, manifest, documents or [], embed_model, folder)
+
+
+def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: Path, count: int) -> VectorStoreIndex:
+    """llama-index's vector index from the storage, checked against the passage count."""
+    from llama_index.core import VectorStoreIndex, load_index_from_storage
+
+    index_dir = folder.parent
+    try:
+        index = load_index_from_storage(storage, embed_model=embed_model)
+    except ValueError as exc:  # llama-index: no index, or several, in the index store
+        raise corrupt(folder / PASSAGES_DB, f"holds no vector index ({type(exc).__name__})", index_dir) from None
+    if not isinstance(index, VectorStoreIndex):
+        raise corrupt(folder / PASSAGES_DB, f"holds a {type(index).__name__}, not a vector index", index_dir)
+    if len(faiss_position_ids(index)) != count:
+        raise corrupt(folder / PASSAGES_DB, f"maps {len(faiss_position_ids(index))} vectors, not {count}", index_dir)
+    return index
+
+
+def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
+    """The compact passage arrays; a missing, truncated or garbled file is reported as corrupt."""
+    index_dir = path.parent.parent
+    if not path.exists():
+        raise corrupt(path, "is missing", index_dir)
+    try:
+        return Passages.load(path, read_node, texts)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a garbled or truncated file
+        raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
+
+
+def _read_bm25(folder: Path, passages: Passages, index_dir: Path) -> Bm25Index:
+    """The persisted BM25 index, memory-mapped; any unreadable part is reported as corrupt."""
+    if not folder.is_dir():
+        raise corrupt(folder, "is missing", index_dir)
+    try:
+        return Bm25Index.load(folder, passages.ids.tolist())
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:  # ValueError: bad JSON or arrays
+        raise corrupt(folder, f"cannot be read ({type(exc).__name__})", index_dir) from None
+
+
+def _term_weights(bm25: Bm25Index, passages: Passages, path: Path, index_dir: Path) -> TermWeights:
+    """Inverse document frequencies from the persisted counts, over BM25's vocabulary."""
+    vocabulary = bm25.vocabulary
+    if len(passages.df) != len(vocabulary):
+        raise corrupt(path, f"holds {len(passages.df)} term counts for {len(vocabulary)} terms", index_dir)
+    counts = passages.df.tolist()
+    return TermWeights.from_counts({t: counts[i] for t, i in vocabulary.items() if t}, len(passages))
+
+
+def _read_node(docstore: Any, node_id: str, folder: Path, index_dir: Path) -> TextNode:
+    """One passage's node from the docstore; a missing or undecodable record is corruption."""
+    from llama_index.core.schema import TextNode
+
+    try:
+        node = docstore.get_node(node_id)
+    except (KeyError, TypeError, ValueError) as exc:  # llama-index: no such record, or one it cannot decode
+        raise corrupt(
+            folder / PASSAGES_DB, f"cannot give passage {node_id} ({type(exc).__name__})", index_dir
+        ) from None
+    if not isinstance(node, TextNode):
+        raise corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", index_dir)
+    return node
+
+
+def generation_folder(index_dir: Path, manifest: dict[str, Any]) -> Path:
+    """The folder holding the index files the manifest describes (format 2 kept them beside it)."""
+    name = manifest.get("files", "")
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise corrupt(index_dir / MANIFEST, "names no index folder", index_dir)
+    return index_dir / name
+
+
+def text_nodes(docstore: Any) -> list[TextNode]:
+    """The passages of a llama-index docstore, in document order."""
+    from llama_index.core.schema import TextNode
+
+    return sorted((n for n in docstore.docs.values() if isinstance(n, TextNode)), key=document_order)
+
+
+def document_order(node: TextNode) -> tuple[str, int]:
+    """The one passage order used after building and after loading."""
+    return node.metadata["source"], node.metadata["start"]
+
+
+def _read_faiss(path: Path, index_dir: Path) -> Any:
+    """The FAISS index in `path`; faiss raises RuntimeError for a missing, truncated or garbled file."""
+    import faiss
+
+    if not path.exists():
+        raise corrupt(path, "is missing", index_dir)
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
+    if index is None:  # the file holds faiss's "null" marker instead of an index
+        raise corrupt(path, "holds no index", index_dir)
+    return index
+
+
+def corrupt(path: Path, problem: str, index_dir: Path) -> IndexCorruptError:
+    return IndexCorruptError(f"index file {path} {problem}{_remedy(index_dir)}")
+
+
+def _remedy(index_dir: Path) -> str:
+    return f"; run `python -m rag index --rebuild --index-dir {index_dir}`"

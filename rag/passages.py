@@ -1,0 +1,192 @@
+"""The index's passages in document order: compact arrays in memory, nodes and texts on demand.
+
+Answering needs, for a few dozen retrieved passages, their text, their neighbours (the sentence
+before and after in the same paragraph) and the other passages of their paragraph. `Passages`
+answers all three from a few numpy arrays (``passages.npz``: passage id, document number,
+paragraph number, start and end offset per passage, about 50 bytes a passage), so nothing walks every
+passage when the engine starts:
+
+- a passage's text is its document's slice ``text[start:end]`` (the chunker guarantees that each
+  node's text is exactly that slice, and the manifest's sha256 guarantees the documents read at
+  start are the indexed ones); without the documents, the node's own text;
+- its llama-index `TextNode` is read from the docstore (`rag.kvstore`) when first asked for;
+- passages of one paragraph are contiguous (document order is (source, start)), so neighbours
+  and paragraphs are index arithmetic and binary searches.
+
+`LazyMap` caches what is computed per passage or paragraph, up to a bound, so that per-query
+work stays proportional to the candidates, not to the index.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+ARRAYS = ("ids", "document", "paragraph", "start", "end", "sources", "df")
+NODE_CACHE = 4096
+
+
+class Passages:
+    """Passages in document order, addressed by position (0..n-1) or by passage id."""
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        read_node: Callable[[str], TextNode],
+        texts: dict[str, str] | None = None,
+    ):
+        self.ids: np.ndarray = arrays["ids"]
+        self.document: np.ndarray = arrays["document"]
+        self.paragraph: np.ndarray = arrays["paragraph"]
+        self.start: np.ndarray = arrays["start"]
+        self.end: np.ndarray = arrays["end"]
+        self.sources: list[str] = [str(s) for s in arrays["sources"]]
+        self.df: np.ndarray = arrays.get("df", np.zeros(0, dtype="int32"))
+        self.texts = texts or {}
+        self._read_node = read_node
+        self._positions: dict[str, int] | None = None
+        self._nodes: LazyMap[int, TextNode] = LazyMap(self._node_at, NODE_CACHE)
+        change = (self.document[1:] != self.document[:-1]) | (self.paragraph[1:] != self.paragraph[:-1])
+        self._run_starts = np.concatenate([[0], np.flatnonzero(change) + 1]).astype("int64")
+
+    @classmethod
+    def from_nodes(cls, nodes: Sequence[TextNode], texts: dict[str, str] | None = None) -> Passages:
+        """Passages over nodes held in memory (already in document order)."""
+        by_id = {node.node_id: node for node in nodes}
+        return cls(arrays_of(nodes), by_id.__getitem__, texts)
+
+    @classmethod
+    def load(cls, path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str] | None = None) -> Passages:
+        """Read ``passages.npz`` (never with pickle). Raises OSError, zipfile.BadZipFile or
+        ValueError (a garbled or truncated file), or KeyError (an array missing)."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in ARRAYS}
+        arrays["ids"] = np.char.decode(arrays["ids"], "ascii") if arrays["ids"].dtype.kind == "S" else arrays["ids"]
+        lengths = {len(arrays[name]) for name in ARRAYS if name not in ("sources", "df")}
+        if len(lengths) != 1:
+            raise ValueError("arrays of different lengths")
+        return cls(arrays, read_node, texts)
+
+    def save(self, path: Path) -> None:
+        """Write the arrays (uncompressed: they are small and load faster so)."""
+        arrays = {name: getattr(self, name) for name in ARRAYS if name not in ("sources", "ids")}
+        arrays["ids"] = np.char.encode(self.ids, "ascii")  # hex ids: a byte a character, not four
+        with path.open("wb") as out:
+            np.savez(out, sources=np.asarray(self.sources, dtype=str), **arrays)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, node_id: str) -> int | None:
+        """The document-order position of a passage id; None when the index has no such passage."""
+        if self._positions is None:
+            self._positions = {str(node_id): i for i, node_id in enumerate(self.ids)}
+        return self._positions.get(node_id)
+
+    def node(self, position: int) -> TextNode:
+        return self._nodes[position]
+
+    def node_by_id(self, node_id: str) -> TextNode:
+        position = self.position(node_id)
+        if position is None:
+            raise KeyError(node_id)
+        return self.node(position)
+
+    def _node_at(self, position: int) -> TextNode:
+        return self._read_node(str(self.ids[position]))
+
+    def text(self, position: int) -> str:
+        """The passage's text: its document's slice when the document is at hand, else the node's."""
+        document = self.texts.get(self.sources[self.document[position]])
+        if document is None:
+            return self.node(position).text
+        return document[int(self.start[position]) : int(self.end[position])]
+
+    def all_nodes(self) -> list[TextNode]:
+        """Every passage's node, in document order (reads the whole docstore: for builds and small indexes)."""
+        return [self.node(i) for i in range(len(self))]
+
+    def paragraph_positions(self, source: str, paragraph: int) -> range:
+        """Positions of the passages of one paragraph (empty when there is none)."""
+        try:
+            document = self.sources.index(source)
+        except ValueError:
+            return range(0)
+        low, high = np.searchsorted(self.document, [document, document + 1])
+        first, last = np.searchsorted(self.paragraph[low:high], [paragraph, paragraph + 1])
+        return range(int(low + first), int(low + last))
+
+    def neighbour(self, position: int, step: int) -> int | None:
+        """The passage `step` (-1 or +1) away in the same paragraph, or None."""
+        run = int(np.searchsorted(self._run_starts, position, side="right")) - 1
+        low = int(self._run_starts[run])
+        high = int(self._run_starts[run + 1]) if run + 1 < len(self._run_starts) else len(self)
+        other = position + step
+        return other if low <= other < high else None
+
+
+def arrays_of(nodes: Sequence[TextNode]) -> dict[str, np.ndarray]:
+    """The compact arrays of nodes in document order (document numbers by first appearance)."""
+    sources: dict[str, int] = {}
+    for node in nodes:
+        sources.setdefault(node.metadata["source"], len(sources))
+    return {
+        "ids": np.asarray([node.node_id for node in nodes], dtype=str),
+        "document": np.asarray([sources[n.metadata["source"]] for n in nodes], dtype="int32"),
+        "paragraph": np.asarray([n.metadata["paragraph"] for n in nodes], dtype="int32"),
+        "start": np.asarray([n.metadata["start"] for n in nodes], dtype="int64"),
+        "end": np.asarray([n.metadata["end"] for n in nodes], dtype="int64"),
+        "sources": np.asarray(list(sources), dtype=str),
+        "df": np.zeros(0, dtype="int32"),
+    }
+
+
+class LazyMap(Generic[K, V]):
+    """A read-only mapping whose values are computed on first use and cached (at most `size`,
+    oldest dropped first). `compute` returns None for a key the mapping does not hold."""
+
+    def __init__(self, compute: Callable[[K], V | None], size: int = 16384):
+        self._compute = compute
+        self._size = size
+        self._cache: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def _lookup(self, key: K) -> V | None:
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = self._compute(key)
+        if value is not None:
+            with self._lock:
+                if len(self._cache) >= self._size:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = value
+        return value
+
+    def __getitem__(self, key: K) -> V:
+        value = self._lookup(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    @overload
+    def get(self, key: object) -> V | None: ...
+
+    @overload
+    def get(self, key: object, default: V) -> V: ...
+
+    def get(self, key: object, default: V | None = None) -> V | None:
+        value = self._lookup(key)  # type: ignore[arg-type]
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return self._lookup(key) is not None  # type: ignore[arg-type]
