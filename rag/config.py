@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rag.errors import ConfigError
 from rag.readers import SUPPORTED_SUFFIXES
@@ -41,7 +41,15 @@ class EmbeddingConfig(_Section):
     backend: Literal["onnx", "torch"] = "onnx"
     onnx_dir: Path | None = None  # default: the user cache folder (`default_onnx_dir`), shared by every index
     batch_size: int = Field(8, ge=1, le=4096)
+    quantize: Literal["none", "int8"] = "none"  # int8: ONNX Runtime dynamic quantisation (onnx backend only)
     device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self) -> EmbeddingConfig:
+        """int8 quantisation is applied to the ONNX export; the torch backend has none."""
+        if self.quantize != "none" and self.backend != "onnx":
+            raise ValueError(f"quantize: {self.quantize} needs backend: onnx")
+        return self
 
 
 class ChunkingConfig(_Section):

