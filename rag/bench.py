@@ -97,6 +97,7 @@ class Bench:
     def __init__(self, work: Path, ours: Checkout, other: Checkout | None, cold_runs: int):
         self.work, self.ours, self.other, self.cold_runs = work, ours, other, cold_runs
         self.started = time.perf_counter()
+        self.locations: dict[str, str] = {}  # where each checkout's workers imported `rag` from
 
     @property
     def sides(self) -> list[Checkout]:
@@ -125,7 +126,10 @@ class Bench:
         if result.returncode != 0:
             output = result.stderr[-2000:] if result.stderr else "(its output is above)"
             raise RuntimeError(f"benchmark worker {name} ({side.name}) failed:\n{output}")
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        if isinstance(figures, dict) and "rag" in figures:
+            self.locations[side.name] = figures["rag"]
+        return figures
 
     def wall(self, command: list[str], side: Checkout) -> float:
         started = time.perf_counter()
@@ -205,7 +209,7 @@ def run(
             sections.append(_bot_section())
         breakdowns = _memory(bench, largest) if memory else {}
         elapsed = time.perf_counter() - bench.started
-    header = f"checkouts: {', '.join(f'{s.name} = {s.root or PACKAGE_DIR}' for s in bench.sides)}"
+    header = "rag imported from: " + ", ".join(f"{s.name} {bench.locations.get(s.name, '?')}" for s in bench.sides)
     parts = [header, table(sections, [s.name for s in bench.sides]), memory_table(breakdowns)]
     return "\n\n".join(p for p in parts if p) + f"\n\nbenchmark run time: {elapsed / 60:.1f} min"
 
