@@ -232,7 +232,7 @@ def _article_section(bench: Bench, quick: bool) -> Section:
     ratio = ("ratio", 1.10)
     rows = [
         Row.of("passages in the index", figures, "passages"),
-        Row.of("index build (s)", figures, "build_s"),
+        Row.of("index build, article (s)", figures, "build_s"),
         Row.of(f"cold start to first answer, median of {bench.cold_runs} (s)", figures, "cold_s", ratio),
         Row.of(f"warm latency p50, {len(questions)} questions (ms)", figures, "p50_ms", ratio),
         Row.of("warm latency p95 (ms)", figures, "p95_ms"),
