@@ -118,7 +118,7 @@ def ours_build(doc: str, index_dir: str) -> dict[str, Any]:
     build_s = time.perf_counter() - started
     return {
         "build_s": build_s,
-        "passages": len(stored.nodes),
+        "passages": stored.manifest["node_count"],
         "index_mb": folder_mb(index_dir),
         "faiss": str(stored.manifest.get("faiss_index", "?")),
         "rag": rag_location(),

@@ -11,9 +11,10 @@ Two small models, both fitted by `rag.train` on SQuAD training articles and ship
   off-topic ones and ones with one detail changed, which one straight line separates badly),
   turns the ranking (top probability and margin, the best passage's coverage, question words
   and names the document or the best paragraph never uses, words the document uses but not near
-  the best passage, ...) into the probability that the quoted passage
-  answers the question. The answerer abstains below ``answer.min_confidence``, a probability,
-  so one threshold means the same thing on every document.
+  the best passage, pairs of words of one name that no retrieved passage holds side by side, ...)
+  into the probability that the quoted passage answers the question. The answerer abstains
+  below ``answer.min_confidence``, a probability, so one threshold means the same thing on
+  every document.
 
 Deliberate simplifications: small models over hand-named features (fast, inspectable, trained
 in a minute), sentence-level only; no reader model extracts a span.
@@ -45,6 +46,8 @@ FORMAT = 2
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")
 NUMBER = re.compile(r"\b\d[\d,.]*\b")
+# a name of several capitalised words, possibly joined by "of", "of the", "the" or "de" ("Ocarina of Time")
+NAME_PHRASE = re.compile(r"(?<!^)\b[A-Z][\w’'-]+(?:\s+(?:of\s+(?:the\s+)?|the\s+|de\s+)?[A-Z][\w’'-]+)+")
 PRONOUN_OPENING = re.compile(r"^\W*(he|she|they|it|this|these|those|his|her|their|its)\b", re.I)
 NUMBER_WORD = re.compile(
     r"^(\d[\d,.]*(st|nd|rd|th|s|%)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
@@ -74,7 +77,7 @@ QUESTION_FEATURES = (
     "top_coverage_window", "top_coverage_paragraph", "top_missing_top_idf", "unknown_share", "terms_log",
     "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
     "top_counted_absent",
-    "known_missing_window", "known_missing_paragraph",
+    "known_missing_window", "known_missing_paragraph", "name_pairs_unseen",
 )  # fmt: skip
 
 
@@ -363,6 +366,9 @@ class Featurizer:
             "kind_expected": float(kind is not None),
             "names_unknown": sum(n not in self.weights for n in names) / len(names) if names else 0.0,
         }
+        pairs = name_pairs(question, self.weights)
+        retrieved_pairs = {p for c in candidates for p in self.bigrams[c.node.node_id]}
+        row["name_pairs_unseen"] = sum(p not in retrieved_pairs for p in pairs) / len(pairs) if pairs else 0.0
         if not allowed.any():  # nothing may be quoted: the weakest possible ranking
             row |= {"top_score": -10.0, "top_missing_top_idf": 1.0, "names_missing_paragraph": 1.0}
             row |= {"numbers_missing_paragraph": 1.0, "top_counted_absent": 1.0}
@@ -412,6 +418,18 @@ def counted_things(question: str) -> set[str]:
 def question_names(question: str) -> set[str]:
     """Stems of the capitalised words inside the question (names, mostly; not its first word)."""
     return {t for name in NAME.findall(question.strip()) if name != "I" for t in content_terms(name)}
+
+
+def name_pairs(question: str, weights: TermWeights) -> list[tuple[str, str]]:
+    """Adjacent stem pairs inside the question's multi-word names whose words the document both
+    knows. A question written to look answerable often swaps one word of such a name ("Ocarina
+    Princess" for "Twilight Princess"): each word is known, the pair is in no retrieved passage
+    (retrieval would have found a passage holding both words side by side)."""
+    pairs = []
+    for match in NAME_PHRASE.finditer(question.strip()):
+        terms = content_terms(match.group(0))
+        pairs += [p for p in zip(terms, terms[1:], strict=False) if p[0] in weights and p[1] in weights]
+    return pairs
 
 
 def _bigrams(terms: list[str]) -> set[tuple[str, str]]:

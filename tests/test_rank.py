@@ -119,3 +119,19 @@ def test_a_changed_detail_is_seen_in_the_question_features(engine):
     real = question_features("Who revoked the visa of Fatou Bensouda?")
     assert real["known_missing_paragraph"] == 0
     assert question_features("Who revoked the visa of the kangaroo prosecutor Bensouda?")["known_missing_window"] > 0
+
+
+def test_a_name_with_one_word_swapped_is_seen_in_the_question_features(engine):
+    """Both words of "Fatou Pompeo" are in the article, never side by side; "Fatou Bensouda" is."""
+    features = Featurizer(engine.stored.nodes)
+
+    def unseen_pairs(question: str) -> float:
+        candidates = engine.retriever.retrieve([question])
+        x = features.candidates(question, candidates)
+        scores = engine.answerer.model.ranker(x)
+        row = features.question(question, candidates, x, scores, features.offers_kind(question, candidates))
+        return float(row[QUESTION_FEATURES.index("name_pairs_unseen")])
+
+    assert unseen_pairs("Where was Fatou Bensouda born?") == 0.0
+    assert unseen_pairs("Where was Fatou Pompeo born?") == 1.0
+    assert unseen_pairs("Where was she born?") == 0.0  # no multi-word name: nothing to check
