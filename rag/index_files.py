@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import IndexCorruptError
-from rag.ingest import SourceDocument
+from rag.ingest import Paragraph, SourceDocument
 from rag.kvstore import SqliteKVStore
 from rag.lexical import TermWeights
 from rag.llama_adapter import faiss_position_ids
@@ -36,6 +36,8 @@ VECTORS, PASSAGES_DB, ARRAYS, BM25, MANIFEST = (
 )  # fmt: skip
 INDEX_FILES = (VECTORS, PASSAGES_DB, ARRAYS, BM25)
 OLD_FILES = ("vectors.faiss", "docstore.json", "index_store.json")  # a format-2 index kept them beside the manifest
+DOCUMENTS = "rag/documents"  # the SQLite collection of the documents' extracted texts, one record each
+DOCUMENTS_SINCE = 6  # the first index format that stores them (an older index is only read to be reused)
 
 
 @dataclass
@@ -110,7 +112,9 @@ def load_index(
     index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
 ) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other. Passages are
-    read from the docstore when needed; their texts come from `documents` when given."""
+    read from the docstore when needed; the documents (for passage texts and citations) are
+    `documents` when given, else the extracted texts the index stored at build, so opening an
+    up-to-date index never reads or cleans a document."""
     from llama_index.core import StorageContext
     from llama_index.core.storage.docstore.keyval_docstore import (
         DEFAULT_COLLECTION_DATA_SUFFIX,
@@ -134,7 +138,10 @@ def load_index(
     storage = StorageContext.from_defaults(
         docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
     )
-    texts = {d.source: d.text for d in documents or []}
+    if documents is None and manifest.get("format", 0) >= DOCUMENTS_SINCE:
+        documents = stored_documents(kvstore, [e["source"] for e in manifest.get("documents", [])], folder)
+    documents = documents or []
+    texts = {d.source: d.text for d in documents}
     passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
     bm25 = _read_bm25(folder / BM25, passages, index_dir)
     count = manifest["node_count"]
@@ -147,7 +154,30 @@ def load_index(
     if len(passages) != count:
         raise corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
     weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
-    return StoredIndex(storage, passages, bm25, weights, manifest, documents or [], embed_model, folder)
+    return StoredIndex(storage, passages, bm25, weights, manifest, documents, embed_model, folder)
+
+
+def document_record(document: SourceDocument) -> dict[str, Any]:
+    """What the index stores of a document: its extracted text and labelled paragraphs."""
+    paragraphs = [[p.number, p.start, p.end, p.kind, p.page] for p in document.paragraphs]
+    return {"text": document.text, "sha256": document.sha256, "pages": document.pages, "paragraphs": paragraphs}
+
+
+def stored_documents(kvstore: SqliteKVStore, sources: list[str], folder: Path) -> list[SourceDocument]:
+    """The documents of `sources` as the index stored them at build (`document_record`), read in
+    one query; a missing or malformed record is corruption."""
+    records = kvstore.get_many(sources, DOCUMENTS)
+    documents = []
+    for source in sources:
+        try:
+            record = records[source]
+            paragraphs = tuple(Paragraph(*row) for row in record["paragraphs"])
+            text, sha256, pages = record["text"], record["sha256"], record["pages"]
+            documents.append(SourceDocument(Path(source), text, sha256, paragraphs, pages))
+        except (KeyError, TypeError) as exc:
+            problem = f"holds no readable text of document {source} ({type(exc).__name__})"
+            raise corrupt(folder / PASSAGES_DB, problem, folder.parent) from None
+    return documents
 
 
 def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: Path, count: int) -> VectorStoreIndex:
