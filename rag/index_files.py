@@ -142,7 +142,12 @@ def load_index(
         documents = stored_documents(kvstore, [e["source"] for e in manifest.get("documents", [])], folder)
     documents = documents or []
     texts = {d.source: d.text for d in documents}
-    passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
+    passages = _read_passages(
+        folder / ARRAYS,
+        lambda node_id: _read_node(docstore, node_id, folder, index_dir),
+        texts,
+        lambda node_ids: _read_nodes(kvstore, node_ids, folder),
+    )
     bm25 = _read_bm25(folder / BM25, passages, index_dir)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
@@ -196,13 +201,18 @@ def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: P
     return index
 
 
-def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
+def _read_passages(
+    path: Path,
+    read_node: Callable[[str], TextNode],
+    texts: dict[str, str],
+    read_nodes: Callable[[list[str]], dict[str, TextNode]],
+) -> Passages:
     """The compact passage arrays; a missing, truncated or garbled file is reported as corrupt."""
     index_dir = path.parent.parent
     if not path.exists():
         raise corrupt(path, "is missing", index_dir)
     try:
-        return Passages.load(path, read_node, texts)
+        return Passages.load(path, read_node, texts, read_nodes)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a garbled or truncated file
         raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
 
@@ -239,6 +249,27 @@ def _read_node(docstore: Any, node_id: str, folder: Path, index_dir: Path) -> Te
     if not isinstance(node, TextNode):
         raise corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", index_dir)
     return node
+
+
+def _read_nodes(kvstore: SqliteKVStore, node_ids: list[str], folder: Path) -> dict[str, TextNode]:
+    """Several passages' nodes in one SQLite query, decoded as llama-index's `KVDocumentStore`
+    decodes one (`json_to_doc`); a missing or undecodable record is corruption."""
+    from llama_index.core.schema import TextNode
+    from llama_index.core.storage.docstore.keyval_docstore import DEFAULT_COLLECTION_DATA_SUFFIX, DEFAULT_NAMESPACE
+    from llama_index.core.storage.docstore.utils import json_to_doc
+
+    records = kvstore.get_many(node_ids, f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")
+    nodes = {}
+    for node_id in node_ids:
+        try:
+            node = json_to_doc(records[node_id])
+        except (KeyError, TypeError, ValueError) as exc:  # no such record, or one llama-index cannot decode
+            problem = f"cannot give passage {node_id} ({type(exc).__name__})"
+            raise corrupt(folder / PASSAGES_DB, problem, folder.parent) from None
+        if not isinstance(node, TextNode):
+            raise corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", folder.parent)
+        nodes[node_id] = node
+    return nodes
 
 
 def generation_folder(index_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -55,6 +55,10 @@ class NodesById:
     def __getitem__(self, node_id: str) -> TextNode:
         return self.passages.node_by_id(node_id)
 
+    def many(self, node_ids: Sequence[str]) -> list[TextNode]:
+        """The nodes of several ids, read from the store together (one query, not one each)."""
+        return self.passages.nodes_by_id(node_ids)
+
     def __len__(self) -> int:
         return len(self.passages)
 
@@ -92,15 +96,17 @@ class HybridRetriever:
         rankings = dense + [[node_id for node_id, _ in scored] for scored in lexical]
         dense_rank = {node_id: rank for rank, node_id in enumerate(dense[0], start=1)}
         bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}
+        fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
+        nodes = self.nodes.many([node_id for node_id, _ in fused])
         return [
             Candidate(
-                self.nodes[node_id],
+                node,
                 self._similarities(vectors, node_id),
-                fused,
+                score,
                 dense_rank.get(node_id),
                 *bm25.get(node_id, (None, 0.0)),
             )
-            for node_id, fused in reciprocal_rank_fusion(rankings, self.config.rrf_k)
+            for node, (node_id, score) in zip(nodes, fused, strict=True)
         ]
 
     def dense(self, vector: np.ndarray) -> list[str]:
