@@ -115,7 +115,7 @@ def phases(doc: Path, index_dir: Path) -> dict[str, object]:
     timed(rag.rank, "load_model", "ranker model")
     timed(rag.embedding, "load_embed_model", "embedding model (ONNX session)")
     timed(rag.store, "load_documents", "read documents (only to build)")
-    timed(rag.store, "open_current", "load index (store)")
+    timed(rag.store, "open_current" if hasattr(rag.store, "open_current") else "open_index", "load index (store)")
     timed(rag.retrieve.HybridRetriever, "__init__", "retriever (BM25, ids)")
     timed(rag.answer.ExtractiveAnswerer, "__init__", "answerer (features)")
     base = rss_mb()
