@@ -7,7 +7,8 @@ heading. Each paragraph gets a kind:
 "dv/dr (AFP, Reuters)") or ``boilerplate`` (web furniture: "Read more:" teasers, share/video
 widgets, newsletter sign-up lines). Nothing is rewritten: every paragraph is a slice
 ``text[start:end]`` of the extracted text (for .txt and .md, the file as read), so citations can
-point back into it.
+point back into it. `fingerprint` identifies a file by its raw bytes, so that an index can tell
+it is up to date without extracting and cleaning the text again.
 
 Deliberate simplifications: Markdown markup stays in the quoted text; where a format does not
 mark headings (plain text, PDF) they are guessed; boilerplate rules are patterns for common

@@ -7,8 +7,8 @@ paragraph number, start and end offset per passage, about 50 bytes a passage), s
 passage when the engine starts:
 
 - a passage's text is its document's slice ``text[start:end]`` (the chunker guarantees that each
-  node's text is exactly that slice, and the manifest's sha256 guarantees the documents read at
-  start are the indexed ones); without the documents, the node's own text;
+  node's text is exactly that slice; the documents' texts are the ones the index stored at
+  build, or ones read whose sha256 the manifest records); without the documents, the node's own text;
 - its llama-index `TextNode` is read from the docstore (`rag.kvstore`) when first asked for;
   `nodes` reads a query's candidates in one SQLite query instead of one each;
 - passages of one paragraph are contiguous (document order is (source, start)), so neighbours
