@@ -37,7 +37,7 @@ class Engine:
 
     @classmethod
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
-        """Read the documents, load (or build) the index and get ready to answer."""
+        """Load (or build) the index and its documents' texts and get ready to answer."""
         from rag.rank import MODEL_FILE, load_model
 
         model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
@@ -157,14 +157,14 @@ def open_retrieval(
     config: Config, rebuild: bool = False, progress: Progress = lambda message: None
 ) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
     """The documents (the configured ones, then those added with `rag add`), their index (loaded,
-    or updated when missing or stale) and a retriever over it."""
+    or updated when missing or stale) and a retriever over it. An up-to-date index gives the
+    documents' texts too, so no document is parsed at start."""
     from rag.embedding import LockedEmbedding, load_embed_model
     from rag.retrieve import HybridRetriever
-    from rag.store import load_documents, open_index
+    from rag.store import open_current
 
-    configured = load_documents(config)
     embed_model = load_embed_model(config.embedding, progress)
-    stored = open_index(config, configured, embed_model, rebuild=rebuild, progress=progress)
+    stored = open_current(config, embed_model, rebuild=rebuild, progress=progress)  # reads documents only to rebuild
     retriever = HybridRetriever(stored, LockedEmbedding(embed_model), config.retrieval)  # shared by answering threads
     return stored.documents, stored, retriever
 

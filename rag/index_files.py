@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import IndexCorruptError
-from rag.ingest import SourceDocument
+from rag.ingest import Paragraph, SourceDocument
 from rag.kvstore import SqliteKVStore
 from rag.lexical import TermWeights
 from rag.llama_adapter import faiss_position_ids
@@ -36,6 +36,8 @@ VECTORS, PASSAGES_DB, ARRAYS, BM25, MANIFEST = (
 )  # fmt: skip
 INDEX_FILES = (VECTORS, PASSAGES_DB, ARRAYS, BM25)
 OLD_FILES = ("vectors.faiss", "docstore.json", "index_store.json")  # a format-2 index kept them beside the manifest
+DOCUMENTS = "rag/documents"  # the SQLite collection of the documents' extracted texts, one record each
+DOCUMENTS_SINCE = 6  # the first index format that stores them (an older index is only read to be reused)
 
 
 @dataclass
@@ -110,7 +112,9 @@ def load_index(
     index_dir: Path, embed_model: BaseEmbedding, documents: list[SourceDocument] | None = None
 ) -> StoredIndex:
     """Read a persisted index back, checking that its files agree with each other. Passages are
-    read from the docstore when needed; their texts come from `documents` when given."""
+    read from the docstore when needed; the documents (for passage texts and citations) are
+    `documents` when given, else the extracted texts the index stored at build, so opening an
+    up-to-date index never reads or cleans a document."""
     from llama_index.core import StorageContext
     from llama_index.core.storage.docstore.keyval_docstore import (
         DEFAULT_COLLECTION_DATA_SUFFIX,
@@ -134,8 +138,16 @@ def load_index(
     storage = StorageContext.from_defaults(
         docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
     )
-    texts = {d.source: d.text for d in documents or []}
-    passages = _read_passages(folder / ARRAYS, lambda node_id: _read_node(docstore, node_id, folder, index_dir), texts)
+    if documents is None and manifest.get("format", 0) >= DOCUMENTS_SINCE:
+        documents = stored_documents(kvstore, [e["source"] for e in manifest.get("documents", [])], folder)
+    documents = documents or []
+    texts = {d.source: d.text for d in documents}
+    passages = _read_passages(
+        folder / ARRAYS,
+        lambda node_id: _read_node(docstore, node_id, folder, index_dir),
+        texts,
+        lambda node_ids: _read_nodes(kvstore, node_ids, folder),
+    )
     bm25 = _read_bm25(folder / BM25, passages, index_dir)
     count = manifest["node_count"]
     if vector_store.client.ntotal != count:
@@ -147,7 +159,30 @@ def load_index(
     if len(passages) != count:
         raise corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
     weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
-    return StoredIndex(storage, passages, bm25, weights, manifest, documents or [], embed_model, folder)
+    return StoredIndex(storage, passages, bm25, weights, manifest, documents, embed_model, folder)
+
+
+def document_record(document: SourceDocument) -> dict[str, Any]:
+    """What the index stores of a document: its extracted text and labelled paragraphs."""
+    paragraphs = [[p.number, p.start, p.end, p.kind, p.page] for p in document.paragraphs]
+    return {"text": document.text, "sha256": document.sha256, "pages": document.pages, "paragraphs": paragraphs}
+
+
+def stored_documents(kvstore: SqliteKVStore, sources: list[str], folder: Path) -> list[SourceDocument]:
+    """The documents of `sources` as the index stored them at build (`document_record`), read in
+    one query; a missing or malformed record is corruption."""
+    records = kvstore.get_many(sources, DOCUMENTS)
+    documents = []
+    for source in sources:
+        try:
+            record = records[source]
+            paragraphs = tuple(Paragraph(*row) for row in record["paragraphs"])
+            text, sha256, pages = record["text"], record["sha256"], record["pages"]
+            documents.append(SourceDocument(Path(source), text, sha256, paragraphs, pages))
+        except (KeyError, TypeError) as exc:
+            problem = f"holds no readable text of document {source} ({type(exc).__name__})"
+            raise corrupt(folder / PASSAGES_DB, problem, folder.parent) from None
+    return documents
 
 
 def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: Path, count: int) -> VectorStoreIndex:
@@ -166,13 +201,18 @@ def _vector_index(storage: StorageContext, embed_model: BaseEmbedding, folder: P
     return index
 
 
-def _read_passages(path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str]) -> Passages:
+def _read_passages(
+    path: Path,
+    read_node: Callable[[str], TextNode],
+    texts: dict[str, str],
+    read_nodes: Callable[[list[str]], dict[str, TextNode]],
+) -> Passages:
     """The compact passage arrays; a missing, truncated or garbled file is reported as corrupt."""
     index_dir = path.parent.parent
     if not path.exists():
         raise corrupt(path, "is missing", index_dir)
     try:
-        return Passages.load(path, read_node, texts)
+        return Passages.load(path, read_node, texts, read_nodes)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a garbled or truncated file
         raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
 
@@ -209,6 +249,27 @@ def _read_node(docstore: Any, node_id: str, folder: Path, index_dir: Path) -> Te
     if not isinstance(node, TextNode):
         raise corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", index_dir)
     return node
+
+
+def _read_nodes(kvstore: SqliteKVStore, node_ids: list[str], folder: Path) -> dict[str, TextNode]:
+    """Several passages' nodes in one SQLite query, decoded as llama-index's `KVDocumentStore`
+    decodes one (`json_to_doc`); a missing or undecodable record is corruption."""
+    from llama_index.core.schema import TextNode
+    from llama_index.core.storage.docstore.keyval_docstore import DEFAULT_COLLECTION_DATA_SUFFIX, DEFAULT_NAMESPACE
+    from llama_index.core.storage.docstore.utils import json_to_doc
+
+    records = kvstore.get_many(node_ids, f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")
+    nodes = {}
+    for node_id in node_ids:
+        try:
+            node = json_to_doc(records[node_id])
+        except (KeyError, TypeError, ValueError) as exc:  # no such record, or one llama-index cannot decode
+            problem = f"cannot give passage {node_id} ({type(exc).__name__})"
+            raise corrupt(folder / PASSAGES_DB, problem, folder.parent) from None
+        if not isinstance(node, TextNode):
+            raise corrupt(folder / PASSAGES_DB, f"holds a {type(node).__name__} for passage {node_id}", folder.parent)
+        nodes[node_id] = node
+    return nodes
 
 
 def generation_folder(index_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -7,7 +7,8 @@ heading. Each paragraph gets a kind:
 "dv/dr (AFP, Reuters)") or ``boilerplate`` (web furniture: "Read more:" teasers, share/video
 widgets, newsletter sign-up lines). Nothing is rewritten: every paragraph is a slice
 ``text[start:end]`` of the extracted text (for .txt and .md, the file as read), so citations can
-point back into it.
+point back into it. `fingerprint` identifies a file by its raw bytes, so that an index can tell
+it is up to date without extracting and cleaning the text again.
 
 Deliberate simplifications: Markdown markup stays in the quoted text; where a format does not
 mark headings (plain text, PDF) they are guessed; boilerplate rules are patterns for common
@@ -20,13 +21,20 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from rag.errors import EmptyDocumentError
+from rag.errors import DocumentError, EmptyDocumentError
 from rag.lexical import normalise
 from rag.readers import MAX_DOCUMENT_BYTES, MAX_UNZIPPED_BYTES, SUPPORTED_SUFFIXES, extract
 
-__all__ = ["MAX_DOCUMENT_BYTES", "MAX_UNZIPPED_BYTES", "SUPPORTED_SUFFIXES", "SourceDocument", "read_document"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_UNZIPPED_BYTES",
+    "SUPPORTED_SUFFIXES",
+    "SourceDocument",
+    "fingerprint",
+    "read_document",
+]
 
 ParagraphKind = Literal["text", "heading", "attribution", "boilerplate"]
 
@@ -56,6 +64,7 @@ class SourceDocument:
     sha256: str  # of `text`
     paragraphs: tuple[Paragraph, ...]
     pages: int | None = None  # a PDF's page count
+    raw: dict[str, Any] | None = None  # `fingerprint` of the file, taken just before it was read
 
     @property
     def source(self) -> str:
@@ -78,6 +87,7 @@ class SourceDocument:
 def read_document(path: Path, drop_boilerplate: bool = True) -> SourceDocument:
     """Read a document of any supported format and label its paragraphs. Raises a `DocumentError`
     (see `rag.errors`) naming the file for a missing, unsupported, bad or empty one."""
+    raw = fingerprint(path)  # before reading: an edit made meanwhile then shows as a change
     extracted = extract(path)
     text, blocks = extracted.text, extracted.blocks
     paragraphs = tuple(
@@ -93,7 +103,26 @@ def read_document(path: Path, drop_boilerplate: bool = True) -> SourceDocument:
     if not any(p.kind in ("text", "attribution") for p in paragraphs):
         raise EmptyDocumentError(f"{path}: the document has no text to answer from")
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return SourceDocument(path, text, sha256, paragraphs, extracted.pages)
+    return SourceDocument(path, text, sha256, paragraphs, extracted.pages, raw)
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Size, modification time and sha256 of the file's raw bytes: what tells, without extracting
+    and cleaning the text, that a document is the one an index was built from (the index records
+    it). Raises `DocumentError` naming a missing or unreadable file, as `read_document` does."""
+    try:
+        status = path.stat()
+        if path.is_dir():
+            raise DocumentError(f"{path} is a folder, not a document")
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DocumentError(f"document not found: {path}") from None
+    except OSError as exc:
+        raise DocumentError(f"cannot read {path}: {exc.strerror}") from None
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": digest.hexdigest()}
 
 
 def classify(

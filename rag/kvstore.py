@@ -142,6 +142,23 @@ class SqliteKVStore(BaseKVStore):
         rows = self._query("SELECT value FROM kv WHERE collection = ? AND key = ?", (collection, key))
         return self._decode(rows[0][0]) if rows else None
 
+    def get_many(self, keys: list[str], collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        """The records of `keys` that `collection` holds, read in one query (absent keys are left out)."""
+        values: dict[str, dict] = {}
+        wanted = set(keys)
+        for start in range(0, len(keys), 500):  # SQLite allows at most 999 parameters per statement
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, value FROM kv WHERE collection = ? AND key IN ({marks})"
+            values.update((key, self._decode(value)) for key, value in self._query(sql, (collection, *chunk)))
+        for (name, key), value in (self._overlay or {}).items():
+            if name == collection and key in wanted:
+                if value is None:
+                    values.pop(key, None)
+                else:
+                    values[key] = dict(value)
+        return values
+
     def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
         rows = self._query("SELECT key, value FROM kv WHERE collection = ?", (collection,))
         values = {key: self._decode(value) for key, value in rows}

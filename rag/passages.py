@@ -7,9 +7,10 @@ paragraph number, start and end offset per passage, about 50 bytes a passage), s
 passage when the engine starts:
 
 - a passage's text is its document's slice ``text[start:end]`` (the chunker guarantees that each
-  node's text is exactly that slice, and the manifest's sha256 guarantees the documents read at
-  start are the indexed ones); without the documents, the node's own text;
+  node's text is exactly that slice; the documents' texts are the ones the index stored at
+  build, or ones read whose sha256 the manifest records); without the documents, the node's own text;
 - its llama-index `TextNode` is read from the docstore (`rag.kvstore`) when first asked for;
+  `nodes` reads a query's candidates in one SQLite query instead of one each;
 - passages of one paragraph are contiguous (document order is (source, start)), so neighbours
   and paragraphs are index arithmetic and binary searches.
 
@@ -43,7 +44,9 @@ class Passages:
         arrays: dict[str, np.ndarray],
         read_node: Callable[[str], TextNode],
         texts: dict[str, str] | None = None,
+        read_nodes: Callable[[list[str]], dict[str, TextNode]] | None = None,
     ):
+        """`read_nodes`, when given, reads several passages' nodes at once (by id)."""
         self.ids: np.ndarray = arrays["ids"]
         self.document: np.ndarray = arrays["document"]
         self.paragraph: np.ndarray = arrays["paragraph"]
@@ -53,10 +56,13 @@ class Passages:
         self.df: np.ndarray = arrays.get("df", np.zeros(0, dtype="int32"))
         self.texts = texts or {}
         self._read_node = read_node
+        self._read_nodes = read_nodes or (lambda ids: {node_id: read_node(node_id) for node_id in ids})
         self._positions: dict[str, int] | None = None
         self._nodes: LazyMap[int, TextNode] = LazyMap(self._node_at, NODE_CACHE)
         change = (self.document[1:] != self.document[:-1]) | (self.paragraph[1:] != self.paragraph[:-1])
         self._run_starts = np.concatenate([[0], np.flatnonzero(change) + 1]).astype("int64")
+        run_lengths = np.diff(np.append(self._run_starts, len(self.ids)))
+        self._run_of = np.repeat(np.arange(len(self._run_starts), dtype="int32"), run_lengths)  # position -> run
 
     @classmethod
     def from_nodes(cls, nodes: Sequence[TextNode], texts: dict[str, str] | None = None) -> Passages:
@@ -65,7 +71,13 @@ class Passages:
         return cls(arrays_of(nodes), by_id.__getitem__, texts)
 
     @classmethod
-    def load(cls, path: Path, read_node: Callable[[str], TextNode], texts: dict[str, str] | None = None) -> Passages:
+    def load(
+        cls,
+        path: Path,
+        read_node: Callable[[str], TextNode],
+        texts: dict[str, str] | None = None,
+        read_nodes: Callable[[list[str]], dict[str, TextNode]] | None = None,
+    ) -> Passages:
         """Read ``passages.npz`` (never with pickle). Raises OSError, zipfile.BadZipFile or
         ValueError (a garbled or truncated file), or KeyError (an array missing)."""
         with np.load(path, allow_pickle=False) as data:
@@ -74,7 +86,7 @@ class Passages:
         lengths = {len(arrays[name]) for name in ARRAYS if name not in ("sources", "df")}
         if len(lengths) != 1:
             raise ValueError("arrays of different lengths")
-        return cls(arrays, read_node, texts)
+        return cls(arrays, read_node, texts, read_nodes)
 
     def save(self, path: Path) -> None:
         """Write the arrays (uncompressed: they are small and load faster so)."""
@@ -101,8 +113,24 @@ class Passages:
             raise KeyError(node_id)
         return self.node(position)
 
+    def nodes_by_id(self, node_ids: Sequence[str]) -> list[TextNode]:
+        """The nodes of several passage ids; those not cached are read in one batch (KeyError for
+        an id the index does not hold)."""
+        positions = []
+        for node_id in node_ids:
+            position = self.position(node_id)
+            if position is None:
+                raise KeyError(node_id)
+            positions.append(position)
+        nodes = self._nodes.get_many(positions, self._nodes_at)
+        return [node for node in nodes if node is not None]
+
     def _node_at(self, position: int) -> TextNode:
         return self._read_node(str(self.ids[position]))
+
+    def _nodes_at(self, positions: list[int]) -> dict[int, TextNode]:
+        by_id = self._read_nodes([str(self.ids[p]) for p in positions])
+        return {p: by_id[str(self.ids[p])] for p in positions}
 
     def text(self, position: int) -> str:
         """The passage's text: its document's slice when the document is at hand, else the node's."""
@@ -127,7 +155,7 @@ class Passages:
 
     def neighbour(self, position: int, step: int) -> int | None:
         """The passage `step` (-1 or +1) away in the same paragraph, or None."""
-        run = int(np.searchsorted(self._run_starts, position, side="right")) - 1
+        run = int(self._run_of[position])  # an array look-up: a binary search per call cost ~1 ms a question
         low = int(self._run_starts[run])
         high = int(self._run_starts[run + 1]) if run + 1 < len(self._run_starts) else len(self)
         other = position + step
@@ -167,10 +195,27 @@ class LazyMap(Generic[K, V]):
         value = self._compute(key)
         if value is not None:
             with self._lock:
-                if len(self._cache) >= self._size:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = value
+                self._put(key, value)
         return value
+
+    def _put(self, key: K, value: V) -> None:
+        if len(self._cache) >= self._size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = value
+
+    def get_many(self, keys: Sequence[K], compute_many: Callable[[list[K]], dict[K, V]]) -> list[V | None]:
+        """The values of `keys`; those not cached are computed together by `compute_many` (one
+        call instead of one `compute` each) and cached."""
+        with self._lock:
+            found = {key: self._cache[key] for key in keys if key in self._cache}
+        missing = [key for key in dict.fromkeys(keys) if key not in found]
+        if missing:
+            computed = compute_many(missing)
+            with self._lock:
+                for key, value in computed.items():
+                    self._put(key, value)
+            found.update(computed)
+        return [found.get(key) for key in keys]
 
     def __getitem__(self, key: K) -> V:
         value = self._lookup(key)

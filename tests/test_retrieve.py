@@ -63,3 +63,19 @@ def test_function_words_and_possessives_are_one_term_for_bm25_and_the_answerer(e
     hits = engine.retriever.lexical("Bensouda's")
     assert hits and all("Bensouda" in engine.retriever.nodes[node_id].text for node_id, _ in hits)
     assert engine.retriever.lexical("the of and") == []  # function words are no terms at all
+
+
+def test_a_single_threaded_search_ranks_as_faiss_and_restores_the_thread_count(engine):
+    import faiss
+    import numpy as np
+
+    from rag.retrieve import single_threaded
+
+    index = engine.stored.faiss
+    query = index.reconstruct(3)[None, :]
+    threads = faiss.omp_get_max_threads()
+    seen = single_threaded(lambda: faiss.omp_get_max_threads())
+    scores, positions = single_threaded(index.search, query, 5)
+    expected_scores, expected_positions = index.search(query, 5)
+    assert seen == 1 and faiss.omp_get_max_threads() == threads
+    assert positions.tolist() == expected_positions.tolist() and np.allclose(scores, expected_scores)

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import sqlite3
 import zlib
@@ -6,7 +7,9 @@ import zlib
 import pytest
 
 from rag.engine import Engine
-from rag.errors import IndexCorruptError
+from rag.errors import DocumentError, IndexCorruptError
+from rag.index_files import DOCUMENTS, read_manifest
+from rag.ingest import fingerprint, read_document
 from rag.store import ARRAYS, BM25, MANIFEST, PASSAGES_DB, VECTORS, index_file
 
 QUESTIONS = ["who revoked Bensouda's visa?", "Which allies could be next?", "What is the capital of France?"]
@@ -256,3 +259,84 @@ def test_a_bug_or_library_change_while_loading_is_not_reported_as_a_corrupt_inde
     monkeypatch.setattr(target, broken)
     with pytest.raises(error, match="simulated incompatible library"):
         assert Engine.open(copied).stored.index  # the llama-index index is loaded when first used
+
+
+def test_an_up_to_date_index_opens_with_the_documents_it_stored(copied):
+    """Opening reads the documents' texts from the index, not the files: the document comes
+    without a file fingerprint (it was not read), yet equals what reading the file gives."""
+    engine = Engine.open(copied)
+    stored, read = engine.documents[0], read_document(copied.documents[0])
+    assert stored.raw is None and read.raw is not None
+    assert (stored.source, stored.text, stored.sha256, stored.paragraphs) == (
+        read.source,
+        read.text,
+        read.sha256,
+        read.paragraphs,
+    )
+    entry = read_manifest(copied.index_dir)["documents"][0]
+    assert entry["file"] == fingerprint(copied.documents[0])
+
+
+def test_an_edit_keeping_size_and_modification_time_is_still_detected(copied, tmp_path):
+    document = tmp_path / "article.txt"
+    shutil.copy(copied.documents[0], document)
+    config = copied.model_copy(update={"documents": [document]})
+    Engine.open(config)
+    status = document.stat()
+    text = document.read_text(encoding="utf-8")
+    document.write_text(text.replace("Bensouda", "Bensoudx", 1), encoding="utf-8")
+    os.utime(document, ns=(status.st_atime_ns, status.st_mtime_ns))
+    messages: list[str] = []
+    engine = Engine.open(config, progress=messages.append)
+    assert any("document or settings changed" in m for m in messages)
+    assert "Bensoudx" in engine.documents[0].text
+
+
+def test_a_missing_configured_document_gives_its_clear_error(copied, tmp_path):
+    document = tmp_path / "article.txt"
+    shutil.copy(copied.documents[0], document)
+    config = copied.model_copy(update={"documents": [document]})
+    Engine.open(config)
+    document.unlink()
+    with pytest.raises(DocumentError, match=f"document not found: {document}"):
+        Engine.open(config)
+
+
+def test_an_index_of_format_5_is_upgraded_without_re_embedding(copied):
+    """Format 5 stored no document texts or file fingerprints; its passages and vectors are reused."""
+    manifest = json.loads((copied.index_dir / MANIFEST).read_text())
+    manifest["format"] = 5
+    for entry in manifest["documents"]:
+        entry.pop("file")
+    (copied.index_dir / MANIFEST).write_text(json.dumps(manifest))
+    with sqlite3.connect(copied.index_dir / manifest["files"] / PASSAGES_DB) as db:
+        db.execute("DELETE FROM kv WHERE collection = ?", (DOCUMENTS,))
+    messages: list[str] = []
+    engine = Engine.open(copied, progress=messages.append)
+    assert any("index format changed" in m for m in messages)
+    assert any("(0 embedded, 11 reused)" in m for m in messages)
+    assert "revoked the American visa" in engine.ask(QUESTIONS[0]).text
+    reopened: list[str] = []
+    Engine.open(copied, progress=reopened.append)
+    assert reopened == []
+
+
+def test_a_missing_document_record_is_reported_as_corrupt(copied):
+    path = index_file(copied.index_dir, PASSAGES_DB)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM kv WHERE collection = ?", (DOCUMENTS,))
+    with pytest.raises(IndexCorruptError, match="holds no readable text of document") as error:
+        Engine.open(copied)
+    assert str(path) in str(error.value) and "python -m rag index --rebuild" in str(error.value)
+
+
+def test_candidates_are_read_in_one_batch_as_llama_index_reads_them_one_by_one(copied):
+    """The batch read decodes records as llama-index's docstore does (`get_node`)."""
+    engine = Engine.open(copied)
+    passages = engine.stored.passages
+    ids = [str(i) for i in passages.ids[::-1]]
+    batch = passages.nodes_by_id(ids)
+    one_by_one = [engine.stored.storage.docstore.get_node(node_id) for node_id in ids]
+    assert [n.model_dump() for n in batch] == [n.model_dump() for n in one_by_one]
+    with pytest.raises(KeyError):
+        passages.nodes_by_id(["no such passage"])
