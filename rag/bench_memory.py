@@ -26,7 +26,8 @@ STAGES = [
     ("rag.rank", "load_model", "ranker model"),
     ("rag.store", "load_documents", "documents read"),
     ("rag.embedding", "load_embed_model", "embedding model"),
-    ("rag.store", "open_index", "index: FAISS + passages (docstore)"),
+    ("rag.store", "open_current", "index: FAISS + passages (docstore)"),  # from index format 6 on
+    ("rag.store", "open_index", "index opened or updated (open_index)"),  # before: the index's only step
     ("faiss", "read_index", "FAISS index"),
     ("rag.retrieve", "HybridRetriever.__init__", "retriever"),
     ("rag.retrieve", "Bm25Index.__init__", "BM25 index"),

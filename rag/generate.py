@@ -183,7 +183,9 @@ class ReplyChecker:
         self.extractive = extractive
         self.embed = embed  # the engine's (cached) query embedding
         self.stored_vector = stored_vector  # a passage's vector as the index holds it, by node id
-        lowercase = {w for node in extractive.nodes.values() for w in WORD.findall(node.text) if w.islower()}
+        passages = extractive.features.passages  # texts sliced from the stored documents: no store reads
+        texts = (passages.text(i) for i in range(len(passages)))
+        lowercase = {w for text in texts for w in WORD.findall(text) if w.islower()}
         self.verifier = Verifier(extractive.weights, embed, lowercase=frozenset(lowercase))
 
     def verify(self, question: str, reply: str, passages: list[Scored]) -> tuple[list[str], int]:

@@ -74,7 +74,7 @@ class SqliteKVStore(BaseKVStore):
         if not path.exists():
             raise self._corrupt("is missing")
         try:
-            self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            self._connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             self._check_length()
             row = self._connection.execute("SELECT zdict FROM codec").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -151,7 +151,7 @@ class SqliteKVStore(BaseKVStore):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT key, value FROM kv WHERE collection = ? AND key IN ({marks})"
             values.update((key, self._decode(value)) for key, value in self._query(sql, (collection, *chunk)))
-        for (name, key), value in (self._overlay or {}).items():
+        for (name, key), value in self._overlay_items():
             if name == collection and key in wanted:
                 if value is None:
                     values.pop(key, None)
@@ -159,10 +159,15 @@ class SqliteKVStore(BaseKVStore):
                     values[key] = dict(value)
         return values
 
+    def _overlay_items(self) -> list[tuple[tuple[str, str], dict | None]]:
+        """A snapshot of the in-memory writes, taken under the lock (another thread may add one)."""
+        with self._lock:
+            return list((self._overlay or {}).items())
+
     def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
         rows = self._query("SELECT key, value FROM kv WHERE collection = ?", (collection,))
         values = {key: self._decode(value) for key, value in rows}
-        for (name, key), value in (self._overlay or {}).items():
+        for (name, key), value in self._overlay_items():
             if name == collection and value is None:
                 values.pop(key, None)
             elif name == collection and value is not None:

@@ -32,6 +32,19 @@ def test_persist_then_load_gives_identical_answers(engine, copied):
         assert (after.text, after.abstained, after.citations) == (before.text, before.abstained, before.citations)
 
 
+@pytest.mark.parametrize("folder", ["notes #2", "100% done", "what?"])
+def test_an_index_folder_named_with_uri_characters_loads(engine, tmp_path, folder):
+    """The passage store is opened read-only through an SQLite URI: "#", "%" and "?" in the path
+    are escaped, not taken for a fragment, an escape or a query."""
+    index_dir = tmp_path / folder / "index"
+    shutil.copytree(engine.config.index_dir, index_dir)
+    messages: list[str] = []
+    loaded = Engine.open(engine.config.model_copy(update={"index_dir": index_dir}), progress=messages.append)
+    assert messages == []  # loaded, not rebuilt
+    assert loaded.ask(QUESTIONS[0]).citations == engine.ask(QUESTIONS[0]).citations
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # no stray database beside it
+
+
 def test_manifest_records_what_the_index_was_built_from(copied):
     manifest = json.loads((copied.index_dir / MANIFEST).read_text())
     assert manifest["node_count"] == 11
