@@ -116,13 +116,13 @@ def test_batched_embedding_equals_one_by_one_in_the_original_order(exported, bat
     assert np.abs(np.array(model.get_query_embedding(MIXED[2])) - single[2]).max() < 1e-5
 
 
-def test_the_session_uses_every_core_without_spinning(exported):
+def test_the_session_uses_every_core_with_spinning_threads(exported):
     import os
 
     model = load_embed_model(EmbeddingConfig(onnx_dir=exported))
     options = model._session.get_session_options()
     assert options.intra_op_num_threads == (os.cpu_count() or 1)
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
 def test_int8_model_is_made_once_beside_the_export_and_ranks_sensibly(exported):
