@@ -2,8 +2,10 @@
 
 The extractive answerer quotes the document. The learned ranker (`rag.rank`) scores every
 retrieved sentence; the answer is the best one, preceded by the sentence before it when it opens
-with a pronoun such as "He" or "They" (so the answer names who is meant), each quoted sentence
-with its own citation number. The confidence model then gives the probability that the quote
+with a pronoun such as "He" or "They" (so the answer names who is meant), and joined by the
+sentence next to it when the ranker rates that one nearly as likely (``answer.neighbour_ratio``:
+the answer often runs on into the next sentence, or its subject was named in the one before).
+Each quoted sentence has its own citation number. The confidence model then gives the probability that the quote
 answers the question; below ``answer.min_confidence`` (default: the threshold chosen when the
 model was trained, at most about 10 % wrong abstentions on unseen articles) the answerer says
 the document does not say, and lists the closest passages.
@@ -21,7 +23,7 @@ import numpy as np
 from rag.config import AnswerConfig
 from rag.ingest import display_path
 from rag.lexical import TermWeights, normalise
-from rag.rank import PRONOUN_OPENING, Featurizer, RankerModel, sigmoid, softmax
+from rag.rank import Featurizer, RankerModel, sigmoid, softmax
 from rag.retrieve import NodesById
 
 if TYPE_CHECKING:
@@ -154,7 +156,7 @@ class ExtractiveAnswerer:
             closest = ranked[:1] + [s for s in ranked[1:2] if s.score >= self.config.citation_min_score]
             return Answer(question, self.abstain_message, True, self.citations(closest), confidence=confidence)
         best = ranked[0]
-        quoted = self._quoted(best.node)
+        quoted = self._quoted(best, ranked[1:])
         cited = _unique(
             [best]
             + [Scored(node, best.score) for node in quoted]
@@ -217,11 +219,16 @@ class ExtractiveAnswerer:
             raise KeyError(node.node_id)
         return position
 
-    def _quoted(self, node: TextNode) -> list[TextNode]:
-        """The passages an answer resting on `node` quotes: `node`, preceded by the sentence
-        before it when `node` opens with a pronoun that refers back."""
-        before = self.features.previous.get(node.node_id) if PRONOUN_OPENING.match(node.text) else None
-        return [node] if before is None else [self.nodes[before], node]
+    def _quoted(self, best: Scored, others: list[Scored]) -> list[TextNode]:
+        """The passages an answer resting on `best` quotes (see `Featurizer.quoted`)."""
+        ids = self.features.quoted(
+            best.node.node_id,
+            best.node.text,
+            ((s.node.node_id, s.score) for s in others),
+            best.score,
+            self.config.neighbour_ratio,
+        )
+        return [best.node if node_id == best.node.node_id else self.nodes[node_id] for node_id in ids]
 
     def citations(self, scored: list[Scored]) -> list[Citation]:
         return [self._citation(n, s) for n, s in enumerate(scored, start=1)]

@@ -69,6 +69,7 @@ class AnswerConfig(_Section):
     ranker_model: Path | None = None  # None: the model shipped in the package (rag/models/ranker.json)
     context_weight: float = Field(0.5, ge=0.0, le=1.0)
     citation_min_score: float = Field(0.05, ge=0.0, le=1.0)
+    neighbour_ratio: float = Field(0.25, ge=0.0, le=1.0)  # 1.0: quote one sentence (and a pronoun's antecedent)
     max_question_chars: int = Field(1000, ge=10)
     abstain_message: str = "I couldn't find this in {document}."
 

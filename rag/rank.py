@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,6 +278,23 @@ class Featurizer:
         self.numbers: LazyMap[tuple[str, int], set[str]] = per_paragraph(
             lambda positions: {n for i in positions for n in NUMBER.findall(passages.text(i))}
         )
+
+    def quoted(
+        self, best: str, text: str, others: Iterable[tuple[str, float]], probability: float, ratio: float
+    ) -> list[str]:
+        """Ids, in document order, of the passages an answer resting on passage `best` (its `text`,
+        ranked with `probability`) quotes: `best`, preceded by the sentence before it when it opens
+        with a pronoun that refers back, and the adjacent passage rated highest among `others`
+        (id and probability, best first) when its probability is at least `ratio` of the best's."""
+        before, after = self.previous.get(best), self.next.get(best)
+        quoted = [best] if before is None or not PRONOUN_OPENING.match(text) else [before, best]
+        close = (node_id for node_id, p in others if p >= ratio * probability)
+        neighbour = next((node_id for node_id in close if node_id in (before, after)), None)
+        if neighbour is not None and neighbour == after:
+            quoted.append(neighbour)
+        elif neighbour is not None and neighbour not in quoted:
+            quoted.insert(0, neighbour)
+        return quoted
 
     def offers_kind(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
         """Per candidate: whether it offers a number or a time when the question asks for one ("how

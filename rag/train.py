@@ -8,7 +8,8 @@ articles that `rag eval --squad` reports on are never looked at.
 - Ranker: a conditional logit (softmax over each question's retrieved candidates), trained to put
   probability on the sentences that hold a gold answer; L2-regularised.
 - Confidence: a small network (one hidden layer) on question-level features of the ranking, trained to predict
-  whether the top sentence holds a gold answer (unanswerable questions count as "no"), on
+  whether the answer's quote (the top sentence, with the neighbours `Featurizer.quoted` adds)
+  holds a gold answer (unanswerable questions count as "no"), on
   rankings made by rankers that did not see the question's article. Besides SQuAD's own
   unanswerable questions (only one fit article has them), two kinds of made-up ones: each fit
   article is asked 100 questions of the other fit articles (off-topic, like a user asking about
@@ -34,7 +35,7 @@ import numpy as np
 from rag.config import Config
 from rag.evaluate import Question
 from rag.lexical import FUNCTION_WORDS, WORD, content_terms, stem, words
-from rag.rank import CANDIDATE_FEATURES, NAME, NUMBER, Featurizer, Linear, Perceptron, RankerModel
+from rag.rank import CANDIDATE_FEATURES, NAME, NUMBER, Featurizer, Linear, Perceptron, RankerModel, softmax
 from rag.squad import SquadArticle, article_config
 
 if TYPE_CHECKING:
@@ -284,19 +285,38 @@ def fit_confidence(x: np.ndarray, y: np.ndarray) -> Perceptron:
 
 
 def question_rows(
-    ranker: Linear, examples: list[Example], featurizers: dict[str, Featurizer]
+    ranker: Linear, examples: list[Example], featurizers: dict[str, Featurizer], neighbour_ratio: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Question features under `ranker`, and whether its top candidate holds a gold answer."""
+    """Question features under `ranker`, and whether the answer resting on its top candidate
+    (with the neighbours it quotes, see `Featurizer.quoted`) holds a gold answer."""
     rows, labels = [], []
     for e in examples:
+        featurizer = featurizers[e.article]
         scores = ranker(e.x) if len(e.x) else np.zeros(0)
-        rows.append(featurizers[e.article].question(e.question, e.candidates, e.x, scores, e.allowed))
-        labels.append(float(e.allowed.any() and e.correct[int(np.argmax(np.where(e.allowed, scores, -np.inf)))]))
+        rows.append(featurizer.question(e.question, e.candidates, e.x, scores, e.allowed))
+        labels.append(float(e.allowed.any() and quote_correct(e, scores, featurizer, neighbour_ratio)))
     return np.vstack(rows), np.asarray(labels)
 
 
+def quote_correct(e: Example, scores: np.ndarray, featurizer: Featurizer, neighbour_ratio: float) -> bool:
+    """Whether the quote an answer makes from `e`'s candidates ranked by `scores` holds a gold
+    answer (a quoted sentence that was not retrieved counts as not holding one)."""
+    probabilities = softmax(scores)
+    order = [int(i) for i in np.argsort(-scores) if e.allowed[i]]
+    ids = [e.candidates[i].node.node_id for i in order]
+    best = order[0]
+    quoted = featurizer.quoted(
+        ids[0],
+        e.candidates[best].node.text,
+        zip(ids[1:], probabilities[order[1:]], strict=True),
+        probabilities[best],
+        neighbour_ratio,
+    )
+    return any(bool(e.correct[i]) for i, node_id in zip(order, ids, strict=True) if node_id in quoted)
+
+
 def out_of_fold(
-    examples: list[Example], featurizers: dict[str, Featurizer]
+    examples: list[Example], featurizers: dict[str, Featurizer], neighbour_ratio: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Question features, labels and article of every example, each ranked by a ranker fitted
     without its article (so the features look like those of an unseen document)."""
@@ -304,7 +324,7 @@ def out_of_fold(
     for article in dict.fromkeys(e.article for e in examples):
         ranker = fit_ranker([e for e in examples if e.article != article])
         held = [e for e in examples if e.article == article]
-        x, y = question_rows(ranker, held, featurizers)
+        x, y = question_rows(ranker, held, featurizers, neighbour_ratio)
         xs.append(x)
         ys.append(y)
         groups.extend([article] * len(held))
@@ -333,7 +353,7 @@ def train(
 
         raise ConfigError("the fit articles have no answerable question whose answer a retrieved sentence holds")
     progress("Fitting the ranker and the confidence model (leave one article out)...")
-    x, y, groups = out_of_fold(examples, featurizers)
+    x, y, groups = out_of_fold(examples, featurizers, config.answer.neighbour_ratio)
     answerable = np.asarray([e.answerable for e in examples])
     real = np.asarray([not e.synthetic for e in examples])
     real_unanswerable = real & ~answerable
@@ -348,7 +368,7 @@ def train(
     swapped_questions = np.asarray([e.synthetic == "swapped" for e in examples])
     figures = {
         "questions": float(real.sum()),
-        "out_of_fold_top1": float(y[answerable & real].mean()),
+        "out_of_fold_quote_holds_answer": float(y[answerable & real].mean()),
         "out_of_fold_accuracy": float((y.astype(bool) & ~abstained)[answerable & real].mean()),
         "out_of_fold_false_abstention": float(abstained[answerable & real].mean()),
         "out_of_fold_abstention_recall": float(abstained[real_unanswerable].mean())
@@ -375,6 +395,7 @@ def train(
         "reword_probability": REWORD_PROBABILITY,
         "swapped_share": SWAPPED_SHARE,
         "max_false_abstention": MAX_FALSE_ABSTENTION,
+        "neighbour_ratio": config.answer.neighbour_ratio,
         "embedding": config.embedding.model,
         "figures": {k: round(v, 4) for k, v in figures.items()},
     }
