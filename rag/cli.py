@@ -228,17 +228,20 @@ def progress(message: str) -> None:
 
 def run_ask(args: argparse.Namespace) -> int:
     from rag import render
-    from rag.engine import check_question
+    from rag.engine import check_question, freeze_startup_objects
 
     config = load(args)
     question = check_question(args.question, config.answer.max_question_chars)  # before the slow load
-    answer = open_engine(config).ask(question)
+    engine = open_engine(config)
+    freeze_startup_objects()
+    answer = engine.ask(question)
     print(render.as_json(answer) if args.json else render.terminal(answer))
     return 0
 
 
 def run_chat(args: argparse.Namespace) -> int:
     from rag import render
+    from rag.engine import freeze_startup_objects
 
     config = load(args)
     try:
@@ -247,6 +250,7 @@ def run_chat(args: argparse.Namespace) -> int:
         pass
     print("Loading the document and index...", file=sys.stderr, flush=True)
     engine = open_engine(config)
+    freeze_startup_objects()
     session = engine.new_session()
     titles = ", ".join(d.title for d in engine.documents)
     print(f"Chatting with: {titles}. Type /help for commands, /quit to leave.")

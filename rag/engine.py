@@ -5,6 +5,7 @@ Heavy libraries are imported inside `Engine.open`, so checking a question costs 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +168,15 @@ def open_retrieval(
     stored = open_current(config, embed_model, rebuild=rebuild, progress=progress)  # reads documents only to rebuild
     retriever = HybridRetriever(stored, LockedEmbedding(embed_model), config.retrieval)  # shared by answering threads
     return stored.documents, stored, retriever
+
+
+def freeze_startup_objects() -> None:
+    """Take every object alive now (the libraries, the open engine) out of the garbage
+    collector's sight: they live as long as the process, so collections while answering skip
+    them and exit does not walk them (0.15-0.2 s of every `rag ask`). For front ends, once,
+    after the engine opens: a frozen object in a reference cycle is never freed, so not after
+    each reload."""
+    gc.freeze()
 
 
 def check_question(question: str, limit: int) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,7 +63,7 @@ class SourceDocument:
     path: Path
     text: str  # the extracted text every offset points into
     sha256: str  # of `text`
-    paragraphs: tuple[Paragraph, ...]
+    paragraphs: Sequence[Paragraph]  # a tuple, or the index's lazily made `StoredParagraphs`
     pages: int | None = None  # a PDF's page count
     raw: dict[str, Any] | None = None  # `fingerprint` of the file, taken just before it was read
 

@@ -58,7 +58,7 @@ from rag.errors import DocumentError, IndexCorruptError
 from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
     ARRAYS,
     BM25,
-    DOCUMENTS,
+    DOCUMENT_ARRAYS,
     INDEX_FILES,
     MANIFEST,
     OLD_FILES,
@@ -66,10 +66,10 @@ from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exp
     VECTORS,
     StoredIndex,
     document_order,
-    document_record,
     index_file,
     load_index,
     read_manifest,
+    save_documents,
 )
 from rag.ingest import SourceDocument, display_path, fingerprint, read_document
 from rag.kvstore import SqliteKVStore
@@ -86,8 +86,8 @@ if TYPE_CHECKING:
 # 4: files in a generation folder named by the manifest; per-document passages, origin and dates
 # 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
 # 6: documents' extracted texts in SQLite, file fingerprints in the manifest (no parsing at start)
-FORMAT_VERSION = 6
-REUSABLE_FORMATS = (5, 6)  # formats whose passages and vectors a build copies instead of re-embedding
+FORMAT_VERSION = 7
+REUSABLE_FORMATS = (5, 6, 7)  # formats whose passages and vectors a build copies instead of re-embedding
 BUILD_BATCH = 1024
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
@@ -462,8 +462,8 @@ def _write_files(
             bar.update(sum(n.embedding is None for n in batch))
     check_positions(index, [n.node_id for n in nodes])  # FAISS position i holds passage i
     index.vector_store.persist(str(folder / VECTORS))
-    kvstore.put_all([(d.source, document_record(d)) for d in documents], DOCUMENTS)
     kvstore.close()
+    save_documents(folder / DOCUMENT_ARRAYS, documents)
     passages = Passages.from_nodes(nodes)
     bm25, passages.df = Bm25Index.build((n.text for n in nodes), [n.node_id for n in nodes])
     bm25.save(folder / BM25)

@@ -8,7 +8,7 @@ import pytest
 
 from rag.engine import Engine
 from rag.errors import DocumentError, IndexCorruptError
-from rag.index_files import DOCUMENTS, read_manifest
+from rag.index_files import DOCUMENT_ARRAYS, read_documents, read_manifest, save_documents
 from rag.ingest import fingerprint, read_document
 from rag.store import ARRAYS, BM25, MANIFEST, PASSAGES_DB, VECTORS, index_file
 
@@ -193,6 +193,7 @@ def test_two_processes_building_one_index_at_once_build_it_once(article, tmp_pat
         (VECTORS, b"null", "holds no index"),  # faiss reads its "null" marker as no index at all
         (PASSAGES_DB, b"SQLite format 3\x00" + b"\x00" * 4080, "cannot be read"),
         (ARRAYS, b"[]", "cannot be read"),
+        (DOCUMENT_ARRAYS, b"PK\x03\x04 truncated", "cannot be read"),
         (f"{BM25}/vocab.index.json", b"[1, 2", "cannot be read"),
     ],
 )
@@ -280,7 +281,7 @@ def test_an_up_to_date_index_opens_with_the_documents_it_stored(copied):
     engine = Engine.open(copied)
     stored, read = engine.documents[0], read_document(copied.documents[0])
     assert stored.raw is None and read.raw is not None
-    assert (stored.source, stored.text, stored.sha256, stored.paragraphs) == (
+    assert (stored.source, stored.text, stored.sha256, tuple(stored.paragraphs)) == (
         read.source,
         read.text,
         read.sha256,
@@ -315,15 +316,17 @@ def test_a_missing_configured_document_gives_its_clear_error(copied, tmp_path):
         Engine.open(config)
 
 
-def test_an_index_of_format_5_is_upgraded_without_re_embedding(copied):
-    """Format 5 stored no document texts or file fingerprints; its passages and vectors are reused."""
+@pytest.mark.parametrize("old_format", [5, 6])
+def test_an_index_of_an_older_format_is_upgraded_without_re_embedding(copied, old_format):
+    """Formats 5 and 6 had no document arrays (6 kept the texts in SQLite, 5 no texts and no file
+    fingerprints); their passages and vectors are reused."""
     manifest = json.loads((copied.index_dir / MANIFEST).read_text())
-    manifest["format"] = 5
-    for entry in manifest["documents"]:
-        entry.pop("file")
+    manifest["format"] = old_format
+    if old_format == 5:
+        for entry in manifest["documents"]:
+            entry.pop("file")
     (copied.index_dir / MANIFEST).write_text(json.dumps(manifest))
-    with sqlite3.connect(copied.index_dir / manifest["files"] / PASSAGES_DB) as db:
-        db.execute("DELETE FROM kv WHERE collection = ?", (DOCUMENTS,))
+    (copied.index_dir / manifest["files"] / DOCUMENT_ARRAYS).unlink()
     messages: list[str] = []
     engine = Engine.open(copied, progress=messages.append)
     assert any("index format changed" in m for m in messages)
@@ -334,13 +337,36 @@ def test_an_index_of_format_5_is_upgraded_without_re_embedding(copied):
     assert reopened == []
 
 
-def test_a_missing_document_record_is_reported_as_corrupt(copied):
-    path = index_file(copied.index_dir, PASSAGES_DB)
-    with sqlite3.connect(path) as db:
-        db.execute("DELETE FROM kv WHERE collection = ?", (DOCUMENTS,))
-    with pytest.raises(IndexCorruptError, match="holds no readable text of document") as error:
+def test_a_missing_document_arrays_file_is_reported_as_corrupt(copied):
+    path = index_file(copied.index_dir, DOCUMENT_ARRAYS)
+    path.unlink()
+    with pytest.raises(IndexCorruptError, match="is missing") as error:
         Engine.open(copied)
     assert str(path) in str(error.value) and "python -m rag index --rebuild" in str(error.value)
+
+
+def test_documents_read_back_from_their_arrays_equal_the_parsed_ones(engine, tmp_path):
+    """Texts, hashes, page counts and every paragraph survive the round trip, for two documents."""
+    from pathlib import Path
+
+    from rag.ingest import Paragraph, SourceDocument
+
+    parsed = engine.documents[0]
+    pdf_like = SourceDocument(Path("/docs/b.pdf"), "Ünïcode: 5 €.\n\nSecond.", "ab" * 32,
+                              (Paragraph(1, 0, 13, "heading", 1), Paragraph(2, 15, 22, "text", 2)), 2)  # fmt: skip
+    save_documents(tmp_path / DOCUMENT_ARRAYS, [parsed, pdf_like])
+    read = read_documents(tmp_path / DOCUMENT_ARRAYS, [parsed.source, pdf_like.source])
+    for before, after in zip([parsed, pdf_like], read, strict=True):
+        assert (after.path, after.text, after.sha256, after.pages) == (
+            before.path,
+            before.text,
+            before.sha256,
+            before.pages,
+        )
+        assert list(after.paragraphs) == list(before.paragraphs) and after.title == before.title
+    assert list(read[0].paragraphs[2:4]) == list(parsed.paragraphs[2:4])
+    with pytest.raises(IndexCorruptError, match="cannot be read"):
+        read_documents(tmp_path / DOCUMENT_ARRAYS, [pdf_like.source])  # other documents
 
 
 def test_candidates_are_read_in_one_batch_as_llama_index_reads_them_one_by_one(copied):
