@@ -3,12 +3,12 @@
 The extractive answerer quotes the document. The learned ranker (`rag.rank`) scores every
 retrieved sentence; the answer is the best one, preceded by the sentence before it when it opens
 with a pronoun such as "He" or "They" (so the answer names who is meant), and joined by the
-sentence next to it when the ranker rates that one nearly as likely (``answer.neighbour_ratio``:
-the answer often runs on into the next sentence, or its subject was named in the one before).
-Each quoted sentence has its own citation number. The confidence model then gives the probability that the quote
-answers the question; below ``answer.min_confidence`` (default: the threshold chosen when the
-model was trained, at most about 10 % wrong abstentions on unseen articles) the answerer says
-the document does not say, and lists the closest passages.
+adjacent sentence when the ranker gives that one at least ``answer.neighbour_ratio`` of the best
+one's probability (answers often run on into the next sentence, or name their subject in the one
+before). Each quoted sentence has its own citation number. The confidence model then gives the
+probability that the quote answers the question; below ``answer.min_confidence`` (default: the
+threshold chosen when the model was trained, at most about 10 % wrong abstentions on unseen
+articles) the answerer says the document does not say, and lists the closest passages.
 """
 
 from __future__ import annotations
