@@ -94,6 +94,21 @@ class TelegramConfig(_Section):
     # (None: derived from base_url, ".../bot" -> ".../file/bot"; TELEGRAM_API_FILE_URL overrides).
     admin_user_ids: list[int] = Field(default_factory=list)
     base_file_url: str | None = None
+    # How updates arrive: long polling (one process per bot), or webhook: Telegram posts them to
+    # webhook_url (https), whose path this process serves on listen:port behind a TLS proxy; the
+    # secret token comes from TELEGRAM_WEBHOOK_SECRET only.
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = Field(None, pattern=r"^https?://[^/\s]+(/\S*)?$")
+    listen: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _webhook_has_a_url(self) -> TelegramConfig:
+        if self.mode == "webhook" and not self.webhook_url:
+            raise ValueError(
+                "telegram.mode: webhook needs telegram.webhook_url (for example https://bot.example.org/tg)"
+            )
+        return self
 
 
 class LLMConfig(_Section):

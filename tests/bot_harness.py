@@ -22,17 +22,28 @@ def write_config(path: Path, document: Path, telegram: dict[str, Any], **setting
 
 
 @contextmanager
-def running_bot(fake: FakeTelegram, config: Path, index_dir: Path, log: Path, onnx_dir: Path):
+def running_bot(
+    fake: FakeTelegram,
+    config: Path,
+    index_dir: Path,
+    log: Path,
+    onnx_dir: Path,
+    extra_env: dict[str, str] | None = None,
+):
     """The bot process, ready (command menu registered); stopped with SIGTERM afterwards."""
-    env = os.environ | {
-        "TELEGRAM_BOT_TOKEN": fake.token,
-        "TELEGRAM_API_BASE_URL": fake.base_url,
-        "RAG_CONFIG": str(config),
-        "RAG_INDEX_DIR": str(index_dir),
-        "RAG_ONNX_DIR": str(onnx_dir),
-        "LOG_LEVEL": "DEBUG",
-        "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT)]),
-    }
+    env = (
+        (extra_env or {})
+        | os.environ
+        | {
+            "TELEGRAM_BOT_TOKEN": fake.token,
+            "TELEGRAM_API_BASE_URL": fake.base_url,
+            "RAG_CONFIG": str(config),
+            "RAG_INDEX_DIR": str(index_dir),
+            "RAG_ONNX_DIR": str(onnx_dir),
+            "LOG_LEVEL": "DEBUG",
+            "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(ROOT)]),
+        }
+    )
     with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "bot.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT

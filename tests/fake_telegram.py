@@ -2,7 +2,7 @@
 
 It implements the methods the bot uses (getMe, getUpdates with offsets and long-poll timeout,
 sendMessage, editMessageText, sendChatAction, answerCallbackQuery, setMyCommands, getMyCommands,
-deleteWebhook, close, logOut, getFile, and file downloads from ``/file/bot<token>/<file_path>``),
+setWebhook, deleteWebhook, close, logOut, getFile, and file downloads from ``/file/bot<token>/<file_path>``),
 records every request (a download as method "download"), and can fail the next calls of a method
 with a 429 "retry after", a 5xx, a dropped connection or a 400 "can't parse entities".
 """
@@ -262,7 +262,9 @@ class FakeTelegram(LocalServer):
         if method == "getMyCommands":
             commands = [c for c in self.calls if c.method == "setMyCommands" and c.ok]
             return commands[-1].params.get("commands", []) if commands else []
-        if method in ("sendChatAction", "answerCallbackQuery", "setMyCommands", "deleteWebhook", "close", "logOut"):
+        if method in (
+            "sendChatAction", "answerCallbackQuery", "setMyCommands", "setWebhook", "deleteWebhook", "close", "logOut"
+        ):  # fmt: skip
             return True
         return None
 

@@ -120,3 +120,12 @@ def test_a_folder_or_glob_without_documents_is_a_config_error(tmp_path, pattern)
     (tmp_path / "empty" / "picture.png").write_bytes(b"\x89PNG")
     with pytest.raises(ConfigError, match=f"no documents match '.*{re.escape(pattern)}'"):
         load_config(doc=[tmp_path / pattern])
+
+
+def test_webhook_mode_needs_a_webhook_url(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("telegram:\n  mode: webhook\n")
+    with pytest.raises(ConfigError, match="telegram.mode: webhook needs telegram.webhook_url"):
+        load_config(path)
+    path.write_text("telegram:\n  mode: webhook\n  webhook_url: https://bot.example.org/tg\n  port: 8080\n")
+    assert load_config(path).telegram.port == 8080

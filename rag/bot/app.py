@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 
 from telegram import BotCommand, Update
@@ -14,6 +15,7 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Comm
 
 from rag.bot import handlers, uploads
 from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
+from rag.bot.webhook import SECRET_TOKEN, serve
 from rag.config import Config, load_config
 from rag.errors import RagError
 from rag.store import load_documents
@@ -40,7 +42,8 @@ async def post_init(application: Application) -> None:
 
 
 def build_application(config: Config, token: str) -> Application:
-    """The Application with its transport, limits and handlers; nothing runs until polling."""
+    """The Application with its transport, limits and handlers; nothing runs until polling or
+    the webhook server starts."""
     tg = config.telegram
     application = (
         Application.builder()
@@ -84,8 +87,9 @@ def build_application(config: Config, token: str) -> Application:
     return application
 
 
-def configure_logging(token: str) -> None:
-    """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token is redacted."""
+def configure_logging(token: str, *secrets: str) -> None:
+    """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token and `secrets`
+    are redacted."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper()
     )
@@ -93,7 +97,7 @@ def configure_logging(token: str) -> None:
     # faiss.loader logs "Could not load library with AVX512 support": harmless
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactToken(token))
+        handler.addFilter(RedactToken(token, *secrets))
         handler.addFilter(NoStartupTraceback())
 
 
@@ -118,15 +122,27 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("error: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you", file=sys.stderr)
         return 1
-    configure_logging(token)
+    secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    configure_logging(token, secret)
     try:
         config = load_config(args.config, doc=args.doc, index_dir=args.index_dir)
         load_documents(config)  # a missing or unreadable document fails before any network traffic
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    webhook = config.telegram.mode == "webhook"
+    if webhook and not re.fullmatch(SECRET_TOKEN, secret):
+        print(
+            "error: webhook mode needs TELEGRAM_WEBHOOK_SECRET: 1 to 256 characters, letters, digits, _ and -",
+            file=sys.stderr,
+        )
+        return 1
     try:
-        build_application(config, token).run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
+        application = build_application(config, token)
+        if webhook:
+            asyncio.run(serve(application, config.telegram, secret))
+        else:
+            application.run_polling(allowed_updates=Update.ALL_TYPES, drop_pending_updates=False)
     except InvalidToken:
         print("error: Telegram rejected the bot token; check TELEGRAM_BOT_TOKEN", file=sys.stderr)
         return 1

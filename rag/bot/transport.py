@@ -114,11 +114,12 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
 
 
 class RedactToken(logging.Filter):
-    """Replaces the bot token in log records (message, arguments and traceback) with "[token]"."""
+    """Replaces the bot token and other `secrets` (the webhook's secret token) in log records
+    (message, arguments and traceback) with "[token]"."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, *secrets: str):
         super().__init__()
-        self.token = token
+        self.secrets = [s for s in (token, *secrets) if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -126,6 +127,11 @@ class RedactToken(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
         if record.exc_text:
-            record.exc_text = record.exc_text.replace(self.token, "[token]")
-        record.msg, record.args = message.replace(self.token, "[token]"), ()
+            record.exc_text = self._redacted(record.exc_text)
+        record.msg, record.args = self._redacted(message), ()
         return True
+
+    def _redacted(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[token]")
+        return text

@@ -1,0 +1,116 @@
+"""Webhook mode: Telegram posts each update to `telegram.webhook_url`, and this process serves it.
+
+A small tornado app (tornado is what python-telegram-bot's own webhook mode runs on; that mode
+has no route for a load balancer's health check) with two routes:
+
+- the webhook URL's path: a request without Telegram's secret-token header, or with another
+  secret, gets 403; a body that is not an update gets 400; an `update_id` taken before is
+  acknowledged and dropped (Telegram posts an update again when a request got no 2xx in time);
+  every other update goes to the same handlers as in polling mode, in order per chat;
+- `/healthz`: 200 once the engine is open, else 503.
+
+`serve` opens the engine (`post_init`), starts the HTTP server, then calls `setWebhook`, which is
+idempotent: every replica may call it with the same URL and secret. On SIGTERM or SIGINT it stops
+taking requests and answers the updates already taken before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import signal
+from collections import deque
+from urllib.parse import urlsplit
+
+import tornado.web
+from telegram import Update
+from telegram.ext import Application
+from tornado.httpserver import HTTPServer
+
+from rag.config import TelegramConfig
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+HEALTH_PATH = "/healthz"
+REMEMBERED_UPDATES = 10_000  # update_ids kept to drop a redelivered update
+SECRET_TOKEN = r"[A-Za-z0-9_-]{1,256}"  # what Telegram accepts as secret_token
+
+logger = logging.getLogger("rag.bot")
+
+
+class RecentIds:
+    """The last `size` ids seen, to tell a redelivered update from a new one."""
+
+    def __init__(self, size: int = REMEMBERED_UPDATES):
+        self._order: deque[int] = deque()
+        self._seen: set[int] = set()
+        self._size = size
+
+    def add(self, update_id: int) -> bool:
+        """Remember `update_id`; False when it was already remembered."""
+        if update_id in self._seen:
+            return False
+        self._seen.add(update_id)
+        self._order.append(update_id)
+        if len(self._order) > self._size:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
+def webhook_path(url: str) -> str:
+    """The path of the webhook URL, which this process serves ("/" when it has none)."""
+    return urlsplit(url).path or "/"
+
+
+def webhook_app(application: Application, path: str, secret: str) -> tornado.web.Application:
+    """The tornado app serving the webhook at `path` and the health check, for `application`."""
+    recent = RecentIds()
+
+    class UpdateHandler(tornado.web.RequestHandler):
+        async def post(self) -> None:
+            if not hmac.compare_digest(self.request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+                raise tornado.web.HTTPError(403)
+            try:
+                update = Update.de_json(json.loads(self.request.body), application.bot)
+            except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or not an update
+                raise tornado.web.HTTPError(400) from None
+            if recent.add(update.update_id):
+                await application.update_queue.put(update)
+            else:
+                logger.info("Update %s was delivered again; answered once", update.update_id)
+
+    class HealthHandler(tornado.web.RequestHandler):
+        def get(self) -> None:
+            ready = "state" in application.bot_data
+            self.set_status(200 if ready else 503)
+            self.finish({"ready": ready})
+
+    return tornado.web.Application([(path, UpdateHandler), (HEALTH_PATH, HealthHandler)])
+
+
+async def serve(application: Application, telegram: TelegramConfig, secret: str) -> None:
+    """Run `application` in webhook mode until SIGTERM or SIGINT."""
+    assert telegram.webhook_url  # the config requires it in webhook mode
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    path = webhook_path(telegram.webhook_url)
+    server = HTTPServer(webhook_app(application, path, secret))
+    async with application:  # initialize (getMe: checks the token) and, at the end, shutdown
+        if application.post_init:
+            await application.post_init(application)
+        await application.start()
+        server.listen(telegram.port, telegram.listen)
+        await application.bot.set_webhook(
+            telegram.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
+        )
+        logger.info(
+            "Serving the webhook on %s:%s%s", telegram.listen, telegram.port, webhook_path(telegram.webhook_url)
+        )
+        try:
+            await stopping.wait()
+        finally:
+            server.stop()  # no new requests; the updates already taken are answered by `stop`
+            await application.stop()
