@@ -233,7 +233,7 @@ def run_ask(args: argparse.Namespace) -> int:
     config = load(args)
     question = check_question(args.question, config.answer.max_question_chars)  # before the slow load
     engine = open_engine(config)
-    freeze_startup_objects()
+    freeze_startup_objects(collect=False)
     answer = engine.ask(question)
     print(render.as_json(answer) if args.json else render.terminal(answer))
     return 0

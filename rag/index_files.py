@@ -3,7 +3,7 @@
 `load_index` opens the generation folder the manifest names (layout in `rag.store`) and checks
 that its files agree with each other; a file that is missing, truncated or garbled raises
 `IndexCorruptError` naming it and the remedy (`python -m rag index --rebuild`). Nothing is
-loaded with pickle. Only FAISS, the passage arrays and the BM25 vocabulary are read whole: the
+loaded with pickle. Only FAISS, the passage and document arrays and the BM25 vocabulary are read whole: the
 docstore's records are read when a passage is needed, BM25's arrays are memory-mapped, and the
 llama-index `VectorStoreIndex` is built from the storage on first use.
 """
@@ -103,7 +103,7 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
 
 
 def index_file(index_dir: Path, name: str) -> Path:
-    """Where the current index keeps one of its files (`VECTORS`, `PASSAGES_DB`, `ARRAYS`, `BM25`)."""
+    """Where the current index keeps one of its files (one of `INDEX_FILES`)."""
     manifest = read_manifest(index_dir)
     if manifest is None:
         raise corrupt(index_dir / MANIFEST, "is missing", index_dir)
@@ -141,7 +141,8 @@ def load_index(
         docstore=docstore, index_store=KVIndexStore(kvstore), vector_store=vector_store
     )
     if documents is None and manifest.get("format", 0) >= DOCUMENTS_SINCE:
-        documents = read_documents(folder / DOCUMENT_ARRAYS, [e["source"] for e in manifest.get("documents", [])])
+        expected = [(e["source"], e["sha256"]) for e in manifest.get("documents", [])]
+        documents = read_documents(folder / DOCUMENT_ARRAYS, expected, index_dir)
     documents = documents or []
     texts = {d.source: d.text for d in documents}
     passages = _read_passages(
@@ -183,35 +184,38 @@ def save_documents(path: Path, documents: list[SourceDocument]) -> None:
     )
 
 
-def read_documents(path: Path, sources: list[str]) -> list[SourceDocument]:
-    """The documents `save_documents` stored, which must be `sources` in that order; a missing,
-    truncated or garbled file, or other documents, is corruption."""
-    index_dir = path.parent.parent
+def read_documents(path: Path, expected: list[tuple[str, str]], index_dir: Path) -> list[SourceDocument]:
+    """The documents `save_documents` stored, which must be the `expected` (source, sha256 of
+    the text) in that order; a missing, truncated or garbled file, or other documents, is
+    corruption."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             stored = {name: arrays[name] for name in arrays.files}
-        if stored["sources"].tolist() != sources:
-            raise ValueError("other documents")
-        text = stored["text"].tobytes()
+        held = list(zip(stored["sources"].tolist(), stored["sha256"].tolist(), strict=True))
+        text, table = stored["text"].tobytes(), stored["paragraphs"]
         text_ends, paragraph_ends = stored["text_ends"].tolist(), stored["paragraph_ends"].tolist()
-        documents = []
-        for i, source in enumerate(sources):
-            text_start, paragraph_start = (text_ends[i - 1], paragraph_ends[i - 1]) if i else (0, 0)
-            pages = int(stored["pages"][i])
-            documents.append(
-                SourceDocument(
-                    Path(source),
-                    text[text_start : text_ends[i]].decode("utf-8"),
-                    str(stored["sha256"][i]),
-                    StoredParagraphs(stored["paragraphs"][paragraph_start : paragraph_ends[i]]),
-                    None if pages < 0 else pages,
-                )
-            )
-        return documents
+        sizes = (len(held), len(stored["pages"]), len(text_ends), len(paragraph_ends))
+        if table.dtype.kind != "i" or len(set(sizes)) != 1:
+            raise ValueError("arrays that do not fit together")
+        if held and (text_ends[-1] != len(text) or paragraph_ends[-1] != len(table)):
+            raise ValueError("arrays that do not fit together")
     except FileNotFoundError:
         raise corrupt(path, "is missing", index_dir) from None
-    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
+    if held != expected:
+        raise corrupt(path, "holds other documents than the manifest names", index_dir)
+    documents = []
+    for i, (source, sha256) in enumerate(held):
+        text_start, paragraph_start = (text_ends[i - 1], paragraph_ends[i - 1]) if i else (0, 0)
+        try:
+            paragraphs = StoredParagraphs(table[paragraph_start : paragraph_ends[i]])
+            document_text = text[text_start : text_ends[i]].decode("utf-8")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise corrupt(path, f"cannot be read ({type(exc).__name__})", index_dir) from None
+        pages = int(stored["pages"][i])
+        documents.append(SourceDocument(Path(source), document_text, sha256, paragraphs, None if pages < 0 else pages))
+    return documents
 
 
 class StoredParagraphs(Sequence[Paragraph]):

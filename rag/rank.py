@@ -288,13 +288,11 @@ class Featurizer:
         (id and probability, best first) when its probability is at least `ratio` of the best's."""
         before, after = self.previous.get(best), self.next.get(best)
         quoted = [best] if before is None or not PRONOUN_OPENING.match(text) else [before, best]
-        close = (node_id for node_id, p in others if p >= ratio * probability)
-        neighbour = next((node_id for node_id in close if node_id in (before, after)), None)
-        if neighbour is not None and neighbour == after:
-            quoted.append(neighbour)
-        elif neighbour is not None and neighbour not in quoted:
-            quoted.insert(0, neighbour)
-        return quoted
+        adjacent = {before, after} - {None, *quoted}
+        neighbour = next((node_id for node_id, p in others if p >= ratio * probability and node_id in adjacent), None)
+        if neighbour is None:
+            return quoted
+        return [*quoted, neighbour] if neighbour == after else [neighbour, *quoted]
 
     def offers_kind(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
         """Per candidate: whether it offers a number or a time when the question asks for one ("how

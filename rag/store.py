@@ -13,10 +13,10 @@ Files in the index folder:
     gen-N/passages.npz      compact arrays in document order (`rag.passages`): passage id, document,
                             paragraph, offsets; and each BM25 term's document frequency
     gen-N/bm25/             the BM25 index (bm25s's own files: .npy arrays and JSON), memory-mapped
+    gen-N/documents.npz     each document's extracted text and labelled paragraphs, as arrays
 
-passages.sqlite also holds each document's extracted text and labelled paragraphs (collection
-``rag/documents``), and the manifest records each document file's `rag.ingest.fingerprint` (size,
-modification time, sha256 of the raw bytes). So `open_current` tells that an index is up to date
+The manifest records each document file's `rag.ingest.fingerprint` (size, modification time,
+sha256 of the raw bytes). So `open_current` tells that an index is up to date
 by hashing the files, and opens it without extracting or cleaning any document (at 60,000
 passages that took 2.7 s of a 6 s start); documents are read only when the index must change.
 
@@ -24,7 +24,8 @@ The index holds the configured documents plus those added with `add_documents` (
 manifest with ``"origin": "added"``; they stay until `remove_document`). Every build is
 incremental: a document whose path and sha256 the previous index already holds keeps its passages
 and vectors (copied from the docstore and the FAISS index); only new and changed documents are
-embedded. A change of index format, embedding model or chunking re-embeds everything.
+embedded. A change of embedding model or chunking, or of index format, re-embeds everything
+(except from a format in `REUSABLE_FORMATS`, whose passages and vectors are copied).
 
 `open_index` loads the index when the manifest matches the current documents and settings, and
 updates it (reporting progress) when it is missing or stale. Builds write a new generation folder
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 # 4: files in a generation folder named by the manifest; per-document passages, origin and dates
 # 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
 # 6: documents' extracted texts in SQLite, file fingerprints in the manifest (no parsing at start)
+# 7: documents' texts and paragraphs as arrays (documents.npz) instead of JSON records in SQLite
 FORMAT_VERSION = 7
 REUSABLE_FORMATS = (5, 6, 7)  # formats whose passages and vectors a build copies instead of re-embedding
 BUILD_BATCH = 1024
@@ -380,7 +382,7 @@ def reusable_index(config: Config, manifest: dict[str, Any] | None, embed_model:
     if manifest.get("model") != settings["model"] or manifest.get("chunking") != settings["chunking"]:
         return None
     try:
-        return load_index(config.index_dir, embed_model)
+        return load_index(config.index_dir, embed_model, documents=[])  # nodes carry their own texts
     except IndexCorruptError:
         return None  # a damaged previous index is replaced, not reused
 

@@ -300,9 +300,10 @@ def question_rows(
 
 def quote_correct(e: Example, scores: np.ndarray, featurizer: Featurizer, neighbour_ratio: float) -> bool:
     """Whether the quote an answer makes from `e`'s candidates ranked by `scores` holds a gold
-    answer (a quoted sentence that was not retrieved counts as not holding one)."""
+    answer (a quoted sentence that was not retrieved, such as a pronoun's antecedent, counts as
+    not holding one)."""
     probabilities = softmax(scores)
-    order = [int(i) for i in np.argsort(-scores) if e.allowed[i]]
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if e.allowed[i]]
     ids = [e.candidates[i].node.node_id for i in order]
     best = order[0]
     quoted = featurizer.quoted(
@@ -312,7 +313,7 @@ def quote_correct(e: Example, scores: np.ndarray, featurizer: Featurizer, neighb
         probabilities[best],
         neighbour_ratio,
     )
-    return any(bool(e.correct[i]) for i, node_id in zip(order, ids, strict=True) if node_id in quoted)
+    return any(bool(e.correct[i]) for i, c in enumerate(e.candidates) if c.node.node_id in quoted)
 
 
 def out_of_fold(
@@ -377,7 +378,7 @@ def train(
         "out_of_fold_foreign_abstention": float(
             abstained[np.asarray([e.synthetic == "foreign" for e in examples])].mean()
         ),
-        "out_of_fold_reworded_top1": float(y[reworded_questions].mean()),
+        "out_of_fold_reworded_quote_holds_answer": float(y[reworded_questions].mean()),
         "out_of_fold_reworded_false_abstention": float(abstained[reworded_questions].mean()),
         "out_of_fold_swapped_abstention": float(abstained[swapped_questions].mean())
         if swapped_questions.any()

@@ -139,20 +139,21 @@ def test_a_name_with_one_word_swapped_is_seen_in_the_question_features(engine):
 
 def test_an_answer_quotes_the_adjacent_sentence_the_ranker_rates_close():
     """`Featurizer.quoted`: the best passage, its pronoun's antecedent, and the adjacent passage
-    (before or after) whose probability is at least the ratio of the best's; never a passage
-    further away, however close its probability."""
+    of the same paragraph (before or after) whose probability is at least the ratio of the
+    best's; never a passage further away or in another paragraph, however close its probability."""
     from llama_index.core.schema import TextNode
 
-    texts = ["Ann Lee founded the firm.", "It grew fast.", "Profits rose.", "Costs fell.", "Staff left."]
-    starts = np.cumsum([0] + [len(t) + 1 for t in texts])
-    nodes = [
-        TextNode(
-            id_=f"p{i}",
-            text=t,
-            metadata={"source": "d.txt", "paragraph": 0, "start": int(starts[i]), "end": int(starts[i]) + len(t)},
-        )
-        for i, t in enumerate(texts)
+    paragraphs = [
+        ["Ann Lee founded the firm.", "It grew fast.", "Profits rose.", "Costs fell."],
+        ["They left.", "Staff stayed."],
     ]
+    nodes, start = [], 0
+    for number, texts in enumerate(paragraphs):
+        for text in texts:
+            metadata = {"source": "d.txt", "paragraph": number, "start": start, "end": start + len(text)}
+            nodes.append(TextNode(id_=f"p{len(nodes)}", text=text, metadata=metadata))
+            start += len(text) + 1
+    texts = [n.text for n in nodes]
     features = Featurizer(nodes)
 
     def quoted(best: int, others: list[tuple[int, float]], ratio: float = 0.25) -> list[str]:
@@ -162,9 +163,11 @@ def test_an_answer_quotes_the_adjacent_sentence_the_ranker_rates_close():
     assert quoted(2, [(3, 0.2)]) == ["p2", "p3"]
     assert quoted(2, [(1, 0.2)]) == ["p1", "p2"]
     assert quoted(2, [(3, 0.1)]) == ["p2"]  # below a quarter of the best's 0.6
-    assert quoted(2, [(4, 0.3), (0, 0.3)]) == ["p2"]  # not adjacent
-    assert quoted(2, [(4, 0.3), (1, 0.2), (3, 0.16)]) == ["p1", "p2"]  # the closer-rated neighbour
+    assert quoted(2, [(0, 0.3), (5, 0.3)]) == ["p2"]  # not adjacent
+    assert quoted(2, [(0, 0.3), (1, 0.2), (3, 0.16)]) == ["p1", "p2"]  # the higher-rated neighbour
     assert quoted(2, [(3, 0.5)], ratio=1.0) == ["p2"]
+    assert quoted(3, [(4, 0.5)]) == ["p3"]  # "They left." opens the next paragraph
     assert quoted(1, []) == ["p0", "p1"]  # "It grew fast." names its subject one sentence earlier
     assert quoted(1, [(2, 0.3)]) == ["p0", "p1", "p2"]
-    assert quoted(1, [(0, 0.3)]) == ["p0", "p1"]
+    assert quoted(1, [(0, 0.5), (2, 0.3)]) == ["p0", "p1", "p2"]  # the antecedent is quoted already
+    assert quoted(4, []) == ["p4"]  # a pronoun opening its paragraph has no antecedent to bring

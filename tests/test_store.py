@@ -346,7 +346,8 @@ def test_a_missing_document_arrays_file_is_reported_as_corrupt(copied):
 
 
 def test_documents_read_back_from_their_arrays_equal_the_parsed_ones(engine, tmp_path):
-    """Texts, hashes, page counts and every paragraph survive the round trip, for two documents."""
+    """Texts, hashes, page counts and every paragraph survive the round trip, for two documents
+    and for none; other documents than the manifest's are corruption."""
     from pathlib import Path
 
     from rag.ingest import Paragraph, SourceDocument
@@ -354,8 +355,9 @@ def test_documents_read_back_from_their_arrays_equal_the_parsed_ones(engine, tmp
     parsed = engine.documents[0]
     pdf_like = SourceDocument(Path("/docs/b.pdf"), "Ünïcode: 5 €.\n\nSecond.", "ab" * 32,
                               (Paragraph(1, 0, 13, "heading", 1), Paragraph(2, 15, 22, "text", 2)), 2)  # fmt: skip
-    save_documents(tmp_path / DOCUMENT_ARRAYS, [parsed, pdf_like])
-    read = read_documents(tmp_path / DOCUMENT_ARRAYS, [parsed.source, pdf_like.source])
+    path = tmp_path / DOCUMENT_ARRAYS
+    save_documents(path, [parsed, pdf_like])
+    read = read_documents(path, [(d.source, d.sha256) for d in (parsed, pdf_like)], tmp_path)
     for before, after in zip([parsed, pdf_like], read, strict=True):
         assert (after.path, after.text, after.sha256, after.pages) == (
             before.path,
@@ -365,8 +367,12 @@ def test_documents_read_back_from_their_arrays_equal_the_parsed_ones(engine, tmp
         )
         assert list(after.paragraphs) == list(before.paragraphs) and after.title == before.title
     assert list(read[0].paragraphs[2:4]) == list(parsed.paragraphs[2:4])
-    with pytest.raises(IndexCorruptError, match="cannot be read"):
-        read_documents(tmp_path / DOCUMENT_ARRAYS, [pdf_like.source])  # other documents
+    with pytest.raises(IndexCorruptError, match="holds other documents than the manifest names"):
+        read_documents(path, [(pdf_like.source, pdf_like.sha256)], tmp_path)
+    with pytest.raises(IndexCorruptError, match="holds other documents than the manifest names"):
+        read_documents(path, [(parsed.source, "0" * 64), (pdf_like.source, pdf_like.sha256)], tmp_path)
+    save_documents(path, [])
+    assert read_documents(path, [], tmp_path) == []
 
 
 def test_candidates_are_read_in_one_batch_as_llama_index_reads_them_one_by_one(copied):

@@ -26,11 +26,10 @@ NEW_MESSAGES = filters.UpdateType.MESSAGE  # edited messages and channel posts a
 
 async def post_init(application: Application) -> None:
     """Load the engine once (in a thread), then register the command menu."""
-    from rag.engine import Engine, freeze_startup_objects
+    from rag.engine import Engine
 
     config: Config = application.bot_data["config"]
     engine = await asyncio.to_thread(Engine.open, config, False, logger.info)
-    freeze_startup_objects()
     application.bot_data["state"] = handlers.BotState.create(engine, config.telegram)
     commands = {**handlers.COMMANDS, **uploads.COMMANDS}
     await application.bot.set_my_commands([BotCommand(name, text) for name, text in commands.items()])
