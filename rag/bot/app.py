@@ -18,7 +18,7 @@ from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingReque
 from rag.bot.webhook import SECRET_TOKEN, serve
 from rag.config import Config, load_config
 from rag.errors import RagError
-from rag.store import load_documents
+from rag.ingest import fingerprint
 
 logger = logging.getLogger("rag.bot")
 NEW_MESSAGES = filters.UpdateType.MESSAGE  # edited messages and channel posts are ignored
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(token, secret)
     try:
         config = load_config(args.config, doc=args.doc, index_dir=args.index_dir)
-        load_documents(config)  # a missing or unreadable document fails before any network traffic
+        for path in config.documents:  # a missing or unreadable file fails before any network traffic;
+            fingerprint(path)  # its text is extracted only if the index must be built (`post_init`)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
