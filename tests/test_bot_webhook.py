@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -84,15 +85,17 @@ def test_the_webhook_is_registered_with_its_secret_and_health_says_ready(fake, w
     assert health.status_code == 200 and health.json() == {"ready": True}
 
 
-def test_a_question_is_answered_and_a_redelivered_update_only_once(fake, webhook_bot):
+def test_a_question_is_answered_before_it_is_acknowledged_and_a_redelivered_update_only_once(fake, webhook_bot):
     update = text_update(fake, 101, 7, "who revoked Bensouda's visa?")
     assert post(webhook_bot, update).status_code == 200
-    fake.wait_until(lambda: len(fake.replies_to(update["message"])) == 1)
+    assert len(fake.replies_to(update["message"])) == 1  # the 200 came after the reply was sent
     assert "revoked the American visa" in fake.replies_to(update["message"])[0].params["text"]
     assert post(webhook_bot, update).status_code == 200  # Telegram retrying: acknowledged, not answered again
-    later = text_update(fake, 102, 7, "Who is the US Secretary of State?")
-    post(webhook_bot, later)
-    fake.wait_until(lambda: len(fake.replies_to(later["message"])) == 1)
+    twice = text_update(fake, 102, 7, "Who is the US Secretary of State?")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # posted again while the first is being answered
+        responses = list(pool.map(lambda _: post(webhook_bot, twice), range(2)))
+    assert [r.status_code for r in responses] == [200, 200]
+    assert len(fake.replies_to(twice["message"])) == 1  # both acknowledged only after the one answer
     assert len(fake.replies_to(update["message"])) == 1
 
 
@@ -108,16 +111,18 @@ def test_a_wrong_or_missing_secret_gets_403_and_no_answer(fake, webhook_bot):
 
 
 def test_20_chats_3_questions_each_answered_once_in_order(fake, webhook_bot):
+    """Chats post at the same time (as Telegram's parallel connections do), each chat in order."""
     questions = ["who revoked Bensouda's visa?", "Who is the US Secretary of State?", "What did Pompeo call the court?"]
-    sent = {chat: [] for chat in range(300, 320)}
-    update_id = 1000
-    for question in questions:
-        for chat in sent:
-            update_id += 1
-            update = text_update(fake, update_id, chat, question)
-            assert post(webhook_bot, update).status_code == 200
-            sent[chat].append(update["message"])
-    fake.wait_until(lambda: all(len(fake.replies_to(m)) == 1 for ms in sent.values() for m in ms), timeout=120)
+    chats = range(300, 320)
+    updates = {c: [text_update(fake, 1000 + 10 * c + i, c, q) for i, q in enumerate(questions)] for c in chats}
+
+    def ask_in_order(chat: int) -> list[int]:
+        return [post(webhook_bot, update).status_code for update in updates[chat]]
+
+    with ThreadPoolExecutor(max_workers=len(chats)) as pool:
+        assert all(codes == [200] * 3 for codes in pool.map(ask_in_order, chats))
+    sent = {chat: [u["message"] for u in chat_updates] for chat, chat_updates in updates.items()}
+    assert all(len(fake.replies_to(m)) == 1 for ms in sent.values() for m in ms)
     for chat, messages in sent.items():
         replied = [c.params["reply_parameters"]["message_id"] for c in fake.sent(chat)]
         assert replied == [m["message_id"] for m in messages]  # once each, in the order asked
@@ -125,9 +130,11 @@ def test_20_chats_3_questions_each_answered_once_in_order(fake, webhook_bot):
 
 def test_sigterm_finishes_the_answer_in_flight_and_no_secret_in_logs(fake, webhook_bot):
     update = text_update(fake, 5001, 9, "Who is the US Secretary of State?")
-    assert post(webhook_bot, update).status_code == 200
-    fake.wait_until(lambda: fake.sent(9, "sendChatAction"))
-    assert stop(webhook_bot) == 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        response = pool.submit(post, webhook_bot, update)
+        fake.wait_until(lambda: fake.sent(9, "sendChatAction"))
+        assert stop(webhook_bot) == 0
+        assert response.result().status_code == 200
     assert len(fake.replies_to(update["message"])) == 1
     log = webhook_bot.log.read_text()
     assert "Serving the webhook" in log and SECRET not in log and fake.token not in log

@@ -5,13 +5,16 @@ has no route for a load balancer's health check) with two routes:
 
 - the webhook URL's path: a request without Telegram's secret-token header, or with another
   secret, gets 403; a body that is not an update gets 400; an `update_id` taken before is
-  acknowledged and dropped (Telegram posts an update again when a request got no 2xx in time);
-  every other update goes to the same handlers as in polling mode, in order per chat;
+  acknowledged and dropped (Telegram posts an update again when a request got no 2xx in time),
+  once the first delivery has been answered;
+  every other update goes to the same handlers as in polling mode, in order per chat, and is
+  acknowledged (200) only once it has been answered: an update whose process dies on the way
+  is posted again by Telegram, to this replica or another;
 - `/healthz`: 200 once the engine is open, else 503.
 
 `serve` opens the engine (`post_init`), starts the HTTP server, then calls `setWebhook`, which is
 idempotent: every replica may call it with the same URL and secret. On SIGTERM or SIGINT it stops
-taking requests and answers the updates already taken before it exits.
+taking requests and finishes the updates in flight before it exits.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import json
 import logging
 import signal
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -58,14 +63,35 @@ class RecentIds:
         return True
 
 
+class InFlight:
+    """Counts the requests being answered, so that stopping can wait until there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @contextmanager
+    def tracked(self) -> Iterator[None]:
+        self.count += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self.idle.set()
+
+
 def webhook_path(url: str) -> str:
     """The path of the webhook URL, which this process serves ("/" when it has none)."""
     return urlsplit(url).path or "/"
 
 
-def webhook_app(application: Application, path: str, secret: str) -> tornado.web.Application:
+def webhook_app(application: Application, path: str, secret: str, in_flight: InFlight) -> tornado.web.Application:
     """The tornado app serving the webhook at `path` and the health check, for `application`."""
     recent = RecentIds()
+    answering: dict[int, asyncio.Event] = {}  # update_id -> set once answered
 
     class UpdateHandler(tornado.web.RequestHandler):
         async def post(self) -> None:
@@ -75,10 +101,19 @@ def webhook_app(application: Application, path: str, secret: str) -> tornado.web
                 update = Update.de_json(json.loads(self.request.body), application.bot)
             except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or not an update
                 raise tornado.web.HTTPError(400) from None
-            if recent.add(update.update_id):
-                await application.update_queue.put(update)
-            else:
+            if update.update_id in answering:  # delivered again while being answered: acknowledged once it is
+                await answering[update.update_id].wait()
+                return
+            if not recent.add(update.update_id):
                 logger.info("Update %s was delivered again; answered once", update.update_id)
+                return
+            answered = answering[update.update_id] = asyncio.Event()
+            try:
+                with in_flight.tracked():  # answered before acknowledged; in order per chat, as in polling
+                    await application.update_processor.process_update(update, application.process_update(update))
+            finally:
+                answered.set()
+                del answering[update.update_id]
 
     class HealthHandler(tornado.web.RequestHandler):
         def get(self) -> None:
@@ -96,8 +131,8 @@ async def serve(application: Application, telegram: TelegramConfig, secret: str)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    path = webhook_path(telegram.webhook_url)
-    server = HTTPServer(webhook_app(application, path, secret))
+    path, in_flight = webhook_path(telegram.webhook_url), InFlight()
+    server = HTTPServer(webhook_app(application, path, secret, in_flight))
     async with application:  # initialize (getMe: checks the token) and, at the end, shutdown
         if application.post_init:
             await application.post_init(application)
@@ -106,11 +141,12 @@ async def serve(application: Application, telegram: TelegramConfig, secret: str)
         await application.bot.set_webhook(
             telegram.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES, drop_pending_updates=False
         )
-        logger.info(
-            "Serving the webhook on %s:%s%s", telegram.listen, telegram.port, webhook_path(telegram.webhook_url)
-        )
+        logger.info("Serving the webhook on %s:%s%s", telegram.listen, telegram.port, path)
         try:
             await stopping.wait()
         finally:
-            server.stop()  # no new requests; the updates already taken are answered by `stop`
+            server.stop()  # no new connections
+            await in_flight.idle.wait()
+            await server.close_all_connections()  # idle keep-alive ones too
+            await in_flight.idle.wait()
             await application.stop()
