@@ -34,12 +34,12 @@ MAX_DOCUMENT_BYTES = 20 * 2**20  # 20 MB, Telegram's download limit for bots
 MAX_UNZIPPED_BYTES = 100 * 2**20  # 100 MB of decompressed DOCX members
 SNIFF_BYTES = 1024
 
-_BLOCK = re.compile(r"\S(?:.*?\S)?(?=\s*\n[ \t]*\n|\s*\Z)", re.S)
+_BLOCK = re.compile(r"\S(?:.*?\S)?(?=\s*\n[ \t\r]*\n|\s*\Z)", re.S)  # \r: Windows line ends
 _ATX = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
 _SETEXT = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _THEMATIC_BREAK = re.compile(r"^(?:[-*_][ \t]*){3,}$")
-_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+_BLANK_LINES = re.compile(r"\n[ \t\r]*\n\s*")
 # On a tie between single-byte encodings, the most widely used wins (Windows Western first).
 _COMMON_ENCODINGS = ("utf_8", "cp1252", "latin_1", "iso8859_15", "cp1251", "cp1250", "cp932", "gb18030", "big5")
 _SIGNATURES = {  # leading bytes -> what the file really is

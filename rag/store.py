@@ -195,6 +195,7 @@ def open_index(
     if manifest is not None and _settings_match(manifest, config):
         targets = plan(config, documents, manifest)
         if _holds(manifest, targets):
+            _refresh_fingerprints(config.index_dir, manifest, targets)
             return load_index(config.index_dir, embed_model, [t.document for t in targets])
     with build_lock(config.index_dir):
         manifest = _manifest_for_update(config.index_dir, rebuild, progress)
@@ -354,6 +355,29 @@ def _holds(manifest: dict[str, Any], targets: list[Target]) -> bool:
     """Whether the manifest records exactly these documents, with this content and origin."""
     recorded = {(e["source"], e["sha256"], e.get("origin")) for e in manifest.get("documents", [])}
     return recorded == {(t.source, t.document.sha256, t.origin) for t in targets}
+
+
+def _refresh_fingerprints(index_dir: Path, manifest: dict[str, Any], targets: list[Target]) -> None:
+    """Record the files' current fingerprints when only their bytes changed, not their text (a
+    re-saved PDF): otherwise every start would extract them again to find the index current.
+    Best effort: a read-only index folder still opens."""
+    current = {t.source: t.document.raw for t in targets if t.document.raw}
+
+    def stale(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [e for e in entries if e["source"] in current and e.get("file") != current[e["source"]]]
+
+    if not stale(manifest.get("documents", [])):
+        return
+    try:
+        with build_lock(index_dir):
+            latest = read_manifest(index_dir)  # another process may have built meanwhile
+            if latest is None or not _holds(latest, targets):
+                return
+            for entry in stale(latest["documents"]):
+                entry["file"] = current[entry["source"]]
+            _write_manifest(index_dir, latest)
+    except OSError:
+        pass
 
 
 def _holds_document(manifest: dict[str, Any] | None, target: Target) -> bool:
@@ -563,11 +587,14 @@ def _persist(index_dir: Path, staging: Path, manifest: dict[str, Any]) -> None:
     previous = _current_generation(index_dir)
     generation = index_dir / f"gen-{_next_generation(index_dir)}"
     staging.rename(generation)
-    (index_dir / f".{MANIFEST}.new").write_text(
-        json.dumps({**manifest, "files": generation.name}, indent=2) + "\n", encoding="utf-8"
-    )
-    os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
+    _write_manifest(index_dir, {**manifest, "files": generation.name})
     _remove_old_generations(index_dir, keep={generation.name, previous})
+
+
+def _write_manifest(index_dir: Path, manifest: dict[str, Any]) -> None:
+    """Replace the manifest in one atomic rename."""
+    (index_dir / f".{MANIFEST}.new").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(index_dir / f".{MANIFEST}.new", index_dir / MANIFEST)
 
 
 def _current_generation(index_dir: Path) -> str:

@@ -93,3 +93,16 @@ def test_unusable_documents_raise_clear_errors(tmp_path: Path, name, content, me
         path.write_text(content, encoding="utf-8")
     with pytest.raises(DocumentError, match=message):
         read_document(path)
+
+
+def test_windows_line_ends_give_the_same_paragraphs(article, tmp_path):
+    """Blank lines of "\r\n" separate paragraphs as "\n" ones do (a CRLF file read as one block
+    used to be refused as having no text)."""
+    unix = read_document(article)
+    windows = tmp_path / "windows.txt"
+    windows.write_bytes(article.read_bytes().replace(b"\n", b"\r\n"))
+    document = read_document(windows)
+    assert [p.kind for p in document.paragraphs] == [p.kind for p in unix.paragraphs]
+    assert [document.text[p.start : p.end].replace("\r", "") for p in document.paragraphs] == [
+        unix.text[p.start : p.end] for p in unix.paragraphs
+    ]

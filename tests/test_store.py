@@ -306,6 +306,27 @@ def test_an_edit_keeping_size_and_modification_time_is_still_detected(copied, tm
     assert "Bensoudx" in engine.documents[0].text
 
 
+def test_a_file_whose_bytes_changed_but_not_its_text_is_recorded_once(copied, tmp_path, monkeypatch):
+    """A re-saved file with the same text keeps the index; its new fingerprint is recorded, so
+    the next start does not extract it again."""
+    document = tmp_path / "article.txt"
+    shutil.copy(copied.documents[0], document)
+    config = copied.model_copy(update={"documents": [document]})
+    before = Engine.open(config).documents[0].sha256
+    document.write_bytes(b"\xef\xbb\xbf" + document.read_bytes())  # saved with a UTF-8 byte-order mark
+    assert read_document(document).sha256 == before  # other bytes, same text
+    messages: list[str] = []
+    Engine.open(config, progress=messages.append)
+    assert messages == []  # loaded, not rebuilt
+    assert read_manifest(config.index_dir)["documents"][0]["file"] == fingerprint(document)
+
+    def extracting(*args, **kwargs):
+        raise AssertionError("the document was extracted again")
+
+    monkeypatch.setattr("rag.store.load_documents", extracting)
+    assert Engine.open(config).documents[0].sha256 == before
+
+
 def test_a_missing_configured_document_gives_its_clear_error(copied, tmp_path):
     document = tmp_path / "article.txt"
     shutil.copy(copied.documents[0], document)
