@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -14,6 +15,13 @@ import yaml
 
 from tests.conftest import NETGUARD, ROOT
 from tests.fake_telegram import FakeTelegram
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def write_config(path: Path, document: Path, telegram: dict[str, Any], **settings: Any) -> Path:

@@ -24,6 +24,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+@pytest.fixture(scope="module")
+def fake():
+    """A fake Telegram Bot API server shared by one test module's bot processes."""
+    from tests.fake_telegram import FakeTelegram
+
+    with FakeTelegram() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def onnx_dir(tmp_path_factory) -> Path:
     """One ONNX export of the embedding model for the whole test session (it takes seconds)."""

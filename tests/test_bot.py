@@ -63,11 +63,9 @@ def test_bot_py_takes_the_common_options_and_refuses_unknown_ones(tmp_path):
 
 
 def test_an_unreachable_bot_api_exits_with_a_clear_last_line():
-    import socket
+    from tests.bot_harness import free_port
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     result = run_bot({"TELEGRAM_BOT_TOKEN": "1:secret", "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{port}/bot"})
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()  # the one line only: no traceback before it

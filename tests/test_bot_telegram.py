@@ -25,12 +25,6 @@ LOAD_QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def fake():
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(fake, article, shared_index_dir, onnx_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bot")
     examples = [

@@ -17,12 +17,6 @@ BUDGET = "What budget did the committee adopt?"
 
 
 @pytest.fixture(scope="module")
-def fake():
-    with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def bot(fake, article, onnx_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("upload-bot")
     telegram = {"admin_user_ids": [ADMIN], "messages_per_second": 1000, "questions_per_minute": 100}

@@ -5,33 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER, RecentIds, webhook_path
-from tests.bot_harness import running_bot, stop, write_config
+from tests.bot_harness import free_port, running_bot, stop, write_config
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 
 SECRET = "s3cret-Webhook_token"
 PATH = "/tg/updates"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeTelegram() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +50,6 @@ def wait_until_serving(url: str) -> None:
             httpx.get(url + HEALTH_PATH, timeout=1)
             return
         except httpx.TransportError:
-            import time
-
             time.sleep(0.1)
     raise AssertionError("the webhook server did not start")
 
