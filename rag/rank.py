@@ -5,7 +5,8 @@ Two small models, both fitted by `rag.train` on SQuAD training articles and ship
 
 - the **ranker**, linear, scores each retrieved passage from its features (dense and BM25 scores,
   ranks and gaps to the best candidate, IDF-weighted coverage of the question's words by the
-  sentence, its neighbours and its paragraph, shared word pairs and names, answer-type matches,
+  sentence, its neighbours and its paragraph, how much closer in meaning its neighbours and its
+  paragraph's best sentence are to the question than it is, shared word pairs and names, answer-type matches,
   position); a softmax over the candidates gives each one's probability of holding the answer;
 - the **confidence** model, one small hidden layer (unanswerable questions come in kinds,
   off-topic ones and ones with one detail changed, which one straight line separates badly),
@@ -67,6 +68,7 @@ CANDIDATE_FEATURES = (
     "cosine", "cosine_gap", "dense_rr", "bm25_rel", "bm25_rr", "fused_rel",
     "coverage", "coverage_gap", "coverage_window", "window_gain",
     "coverage_prev", "coverage_next", "coverage_paragraph",
+    "cosine_prev_gain", "cosine_next_gain", "cosine_paragraph_gain",
     "matched_log", "novelty", "length_log", "first_in_paragraph", "pronoun_opening", "missing_top_idf",
     "bigram_overlap", "name_overlap", "counted_present", "counted_absent",
     "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
@@ -326,6 +328,12 @@ class Featurizer:
                 return own
             return (1 - self.context_weight) * own + self.context_weight * self.weights.coverage(c_terms, terms)
 
+        def blended(per_query: Sequence[float]) -> float:
+            """A similarity of the question alone, or (a follow-up) blended with the question read in context."""
+            if not c_terms:
+                return per_query[0]
+            return (1 - self.context_weight) * per_query[0] + self.context_weight * per_query[-1]
+
         rows = []
         for c in candidates:
             node_id = c.node.node_id
@@ -334,11 +342,10 @@ class Featurizer:
                 self.terms.get(self.previous.get(node_id, ""), set()),
                 self.terms.get(self.next.get(node_id, ""), set()),
             )
-            cosine = (
-                c.similarities[0]
-                if not c_terms
-                else (1 - self.context_weight) * c.similarities[0] + self.context_weight * c.similarities[-1]
-            )
+            cosine = blended(c.similarities)
+            gains = [
+                blended([n[k] - s for n, s in zip(c.neighbourhoods, c.similarities, strict=True)]) for k in range(3)
+            ]
             new = new_kinds(self.answer_tokens[node_id], q_words)
             window = coverage(terms | before | after)
             own = coverage(terms)
@@ -347,7 +354,7 @@ class Featurizer:
                 cosine, 0.0, 1 / c.dense_rank if c.dense_rank else 0.0,
                 c.bm25, 1 / c.bm25_rank if c.bm25_rank else 0.0, c.fused,
                 own, 0.0, window, window - own,
-                coverage(before), coverage(after), coverage(self.paragraph_terms[_paragraph(c.node)]),
+                coverage(before), coverage(after), coverage(self.paragraph_terms[_paragraph(c.node)]), *gains,
                 math.log1p(len(q_terms & terms)), len(terms - q_terms) / max(len(terms), 1),
                 math.log1p(self.length[node_id]), float(node_id not in self.previous),
                 float(bool(PRONOUN_OPENING.match(c.node.text))), max(missing, default=0.0) / top_idf,

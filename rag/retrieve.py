@@ -39,6 +39,9 @@ class Candidate:
     dense_rank: int | None = None  # 1-based rank in the main query's dense ranking, None if absent
     bm25_rank: int | None = None  # 1-based rank in the main query's BM25 ranking, None if absent
     bm25: float = 0.0  # the main query's BM25 score (0 when the passage is not in its ranking)
+    # per query: its cosine similarity to the sentence before the passage, the one after it (0
+    # where the paragraph has none) and the paragraph's most similar sentence (see `neighbourhood`)
+    neighbourhoods: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def similarity(self) -> float:
@@ -78,6 +81,7 @@ class HybridRetriever:
         self.bm25 = stored.bm25
         self.nodes = NodesById(stored.passages)
         self.node_ids = stored.position_ids  # FAISS position -> passage id
+        self.passages = stored.passages
         self.positions = stored.passages.position  # passage id -> FAISS position (the same order)
         self.embed = lru_cache(maxsize=512)(self._embed)  # repeated questions skip the model
 
@@ -105,6 +109,7 @@ class HybridRetriever:
                 score,
                 dense_rank.get(node_id),
                 *bm25.get(node_id, (None, 0.0)),
+                self.neighbourhoods(vectors, node),
             )
             for node, (node_id, score) in zip(nodes, fused, strict=True)
         ]
@@ -128,6 +133,27 @@ class HybridRetriever:
         if position is None:
             raise KeyError(node_id)
         return self.faiss.reconstruct(position)
+
+    def neighbourhoods(self, vectors: list[np.ndarray], node: TextNode) -> tuple[tuple[float, float, float], ...]:
+        """Per vector: its cosine similarity to the sentences before and after `node` in its
+        paragraph (0 where there is none) and to the paragraph's most similar sentence. The answer
+        often sits next to the sentence that matches the question best, or in a paragraph about it."""
+        position = self.positions(node.node_id)
+        if position is None:
+            raise KeyError(node.node_id)
+        before, after = (self.passages.neighbour(position, step) for step in (-1, +1))
+        paragraph = self.passages.paragraph_positions(node.metadata["source"], node.metadata["paragraph"])
+        positions = sorted({position, *paragraph} | {p for p in (before, after) if p is not None})
+        similarities = np.vstack([self.faiss.reconstruct(p) for p in positions]) @ np.vstack(vectors).T
+        row = {p: i for i, p in enumerate(positions)}
+        return tuple(
+            (
+                0.0 if before is None else float(column[row[before]]),
+                0.0 if after is None else float(column[row[after]]),
+                float(column.max()),
+            )
+            for column in similarities.T
+        )
 
     def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
         passage = self.stored_vector(node_id)

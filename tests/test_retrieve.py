@@ -79,3 +79,32 @@ def test_a_single_threaded_search_ranks_as_faiss_and_restores_the_thread_count(e
     expected_scores, expected_positions = index.search(query, 5)
     assert seen == 1 and faiss.omp_get_max_threads() == threads
     assert positions.tolist() == expected_positions.tolist() and np.allclose(scores, expected_scores)
+
+
+def test_each_candidate_knows_how_close_its_neighbours_and_paragraph_are_to_each_query(engine):
+    """`neighbourhoods`: per query, the cosine similarity to the sentence before and after the
+    candidate in its paragraph (0 at a paragraph's edge) and to the paragraph's closest sentence,
+    from the vectors the FAISS index holds."""
+    import numpy as np
+
+    retriever = engine.retriever
+    queries = ["Who revoked the visa?", "Who revoked the visa? the chief prosecutor"]
+    candidates = retriever.retrieve(queries)
+    passages = retriever.passages
+    for c in candidates:
+        position = passages.position(c.node.node_id)
+        paragraph = passages.paragraph_positions(c.node.metadata["source"], c.node.metadata["paragraph"])
+        assert position in paragraph
+        assert len(c.neighbourhoods) == len(queries)
+        for query, similarity, (before, after, best) in zip(queries, c.similarities, c.neighbourhoods, strict=True):
+            vector = retriever.embed(query)
+
+            def cosine(p: int | None, vector=vector) -> float:
+                return 0.0 if p is None else float(np.dot(vector, retriever.faiss.reconstruct(p)))
+
+            assert before == pytest.approx(cosine(passages.neighbour(position, -1)), abs=1e-5)
+            assert after == pytest.approx(cosine(passages.neighbour(position, +1)), abs=1e-5)
+            assert best == pytest.approx(max(cosine(p) for p in paragraph), abs=1e-5)
+            assert best >= similarity - 1e-6
+    edges = [c for c in candidates if passages.neighbour(passages.position(c.node.node_id), -1) is None]
+    assert edges and all(c.neighbourhoods[0][0] == 0.0 for c in edges)
