@@ -109,7 +109,7 @@ class HybridRetriever:
                 score,
                 dense_rank.get(node_id),
                 *bm25.get(node_id, (None, 0.0)),
-                self.neighbourhoods(vectors, node),
+                neighbourhoods=self.neighbourhoods(vectors, node),
             )
             for node, (node_id, score) in zip(nodes, fused, strict=True)
         ]
