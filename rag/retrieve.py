@@ -102,17 +102,21 @@ class HybridRetriever:
         bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}
         fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
         nodes = self.nodes.many([node_id for node_id, _ in fused])
-        return [
-            Candidate(
-                node,
-                self._similarities(vectors, node_id),
-                score,
-                dense_rank.get(node_id),
-                *bm25.get(node_id, (None, 0.0)),
-                neighbourhoods=self.neighbourhoods(vectors, node),
+        candidates = []
+        for node, (node_id, score) in zip(nodes, fused, strict=True):
+            bm25_rank, bm25_score = bm25.get(node_id, (None, 0.0))
+            candidates.append(
+                Candidate(
+                    node,
+                    self._similarities(vectors, node_id),
+                    score,
+                    dense_rank.get(node_id),
+                    bm25_rank,
+                    bm25_score,
+                    self.neighbourhoods(vectors, node),
+                )
             )
-            for node, (node_id, score) in zip(nodes, fused, strict=True)
-        ]
+        return candidates
 
     def dense(self, vector: np.ndarray) -> list[str]:
         """Passage ids by FAISS inner product (cosine: vectors are normalised).
