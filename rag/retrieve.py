@@ -102,20 +102,11 @@ class HybridRetriever:
         bm25 = {node_id: (rank, score) for rank, (node_id, score) in enumerate(lexical[0], start=1)}
         fused = reciprocal_rank_fusion(rankings, self.config.rrf_k)
         nodes = self.nodes.many([node_id for node_id, _ in fused])
+        similarities = self.similarities(vectors, nodes)
         candidates = []
-        for node, (node_id, score) in zip(nodes, fused, strict=True):
+        for node, (node_id, score), (own, around) in zip(nodes, fused, similarities, strict=True):
             bm25_rank, bm25_score = bm25.get(node_id, (None, 0.0))
-            candidates.append(
-                Candidate(
-                    node,
-                    self._similarities(vectors, node_id),
-                    score,
-                    dense_rank.get(node_id),
-                    bm25_rank,
-                    bm25_score,
-                    self.neighbourhoods(vectors, node),
-                )
-            )
+            candidates.append(Candidate(node, own, score, dense_rank.get(node_id), bm25_rank, bm25_score, around))
         return candidates
 
     def dense(self, vector: np.ndarray) -> list[str]:
@@ -138,30 +129,42 @@ class HybridRetriever:
             raise KeyError(node_id)
         return self.faiss.reconstruct(position)
 
-    def neighbourhoods(self, vectors: list[np.ndarray], node: TextNode) -> tuple[tuple[float, float, float], ...]:
-        """Per vector: its cosine similarity to the sentences before and after `node` in its
-        paragraph (0 where there is none) and to the paragraph's most similar sentence. The answer
-        often sits next to the sentence that matches the question best, or in a paragraph about it."""
-        position = self.positions(node.node_id)
-        if position is None:
-            raise KeyError(node.node_id)
-        before, after = (self.passages.neighbour(position, step) for step in (-1, +1))
-        paragraph = self.passages.paragraph_positions(node.metadata["source"], node.metadata["paragraph"])
-        positions = sorted({position, *paragraph} | {p for p in (before, after) if p is not None})
-        similarities = np.vstack([self.faiss.reconstruct(p) for p in positions]) @ np.vstack(vectors).T
-        row = {p: i for i, p in enumerate(positions)}
-        return tuple(
-            (
-                0.0 if before is None else float(column[row[before]]),
-                0.0 if after is None else float(column[row[after]]),
-                float(column.max()),
-            )
-            for column in similarities.T
-        )
+    def similarities(
+        self, vectors: list[np.ndarray], nodes: list[TextNode]
+    ) -> list[tuple[tuple[float, ...], tuple[tuple[float, float, float], ...]]]:
+        """Per node: each vector's cosine similarity to it, and per vector its similarity to the
+        sentences before and after it in its paragraph (0 where there is none) and to the
+        paragraph's most similar sentence (the answer often sits next to the sentence that
+        matches the question best, or in a paragraph about it). From the vectors FAISS holds,
+        read in one batch."""
+        plans = []
+        for node in nodes:
+            position = self.positions(node.node_id)
+            if position is None:
+                raise KeyError(node.node_id)
+            before, after = (self.passages.neighbour(position, step) for step in (-1, +1))
+            paragraph = self.passages.paragraph_positions(node.metadata["source"], node.metadata["paragraph"])
+            plans.append((position, before, after, {position, *paragraph, before, after} - {None}))
+        if not plans:
+            return []
+        wanted = sorted(set().union(*(group for *_, group in plans)))
+        matrix = self.faiss.reconstruct_batch(np.asarray(wanted, dtype="int64")) @ np.vstack(vectors).T
+        row = {p: i for i, p in enumerate(wanted)}
 
-    def _similarities(self, vectors: list[np.ndarray], node_id: str) -> tuple[float, ...]:
-        passage = self.stored_vector(node_id)
-        return tuple(float(np.dot(vector, passage)) for vector in vectors)
+        def similarity(p: int | None) -> np.ndarray:
+            return np.zeros(len(vectors)) if p is None else matrix[row[p]]
+
+        result = []
+        for position, before, after, group in plans:
+            best = matrix[[row[p] for p in group]].max(axis=0)
+            around = zip(similarity(before), similarity(after), best, strict=True)
+            result.append(
+                (
+                    tuple(float(s) for s in matrix[row[position]]),
+                    tuple((float(b), float(a), float(m)) for b, a, m in around),
+                )
+            )
+        return result
 
 
 class Bm25Index:
