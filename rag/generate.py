@@ -152,11 +152,18 @@ class GenerativeAnswerer:
                 reply = self.llm.chat(messages).message.content
             else:
                 reply = ""
-                for chunk in self.llm.stream_chat(messages):
-                    reply += chunk.delta or ""
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the streamed reply took longer than llm.timeout_s")
-                    on_draft(reply)
+                stream = self.llm.stream_chat(messages)
+                try:
+                    for chunk in stream:
+                        reply += chunk.delta or ""
+                        if time.monotonic() > deadline:
+                            raise TimeoutError("the streamed reply took longer than llm.timeout_s")
+                        on_draft(reply)
+                finally:
+                    # closed now, with its HTTP response: left to the garbage collector, an abandoned
+                    # stream closed itself at a random moment, once inside httpcore's connection-pool
+                    # lock held by the next request, which then waited for itself forever
+                    stream.close()
         except expected as exc:  # what a model server that is down, slow or broken makes the client raise
             logger.warning("LLM call failed (%s); answering extractively", type(exc).__name__)
             return None
