@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import QuestionError, RagError
+from rag.errors import QuestionError, RagError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from rag.config import Config
@@ -151,7 +151,13 @@ def open_engine(config: Config, rebuild: bool = False) -> Engine:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    engine = open_engine(load(args), rebuild=args.rebuild)
+    config = load(args)
+    if config.store.backend == "postgres":
+        from rag.pgstore import publish_index
+
+        publish_index(config, args.rebuild, progress=lambda message: print(message, file=sys.stderr, flush=True))
+        args.rebuild = False  # the published index is the one just built
+    engine = open_engine(config, rebuild=args.rebuild)
     print(f"Index in {engine.config.index_dir}: {len(engine.stored.passages)} passages, up to date.")
     return 0
 
@@ -277,7 +283,7 @@ def run_chat(args: argparse.Namespace) -> int:
         else:
             try:
                 print(render.terminal(engine.ask(line, session)))
-            except QuestionError as exc:
+            except (QuestionError, StoreUnavailableError) as exc:  # the chat goes on: ask again
                 print(exc)
 
 

@@ -52,6 +52,10 @@ class EmbeddingConfig(_Section):
         return self
 
 
+class StoreConfig(_Section):
+    backend: Literal["faiss", "postgres"] = "faiss"  # postgres: DATABASE_URL from the environment (rag.pgstore)
+
+
 class ChunkingConfig(_Section):
     unit: Literal["sentence", "paragraph"] = "sentence"
     drop_boilerplate: bool = True
@@ -125,6 +129,7 @@ class LLMConfig(_Section):
 class Config(_Section):
     documents: list[Path] = Field(default_factory=lambda: [Path("data/dw-icc-sanctions.txt")], min_length=1)
     index_dir: Path = Path("index")
+    store: StoreConfig = StoreConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     chunking: ChunkingConfig = ChunkingConfig()
     retrieval: RetrievalConfig = RetrievalConfig()

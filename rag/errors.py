@@ -8,7 +8,8 @@
     │   └── DocumentTooLargeError    over the size cap, or a DOCX that unpacks to too much
     ├── IndexCorruptError    a persisted index file that cannot be read back
     ├── ModelError           the embedding model cannot be loaded
-    └── QuestionError        a question that is empty or too long
+    ├── QuestionError        a question that is empty or too long
+    └── StoreUnavailableError  the PostgreSQL store cannot be reached (down, restarting)
 
 Front ends translate these into a one-line message (CLI) or a polite reply (bot); the engine
 itself never prints.
@@ -37,6 +38,10 @@ class ModelError(RagError):
 
 class QuestionError(RagError):
     """The question cannot be answered as asked (empty, too long)."""
+
+
+class StoreUnavailableError(RagError):
+    """The database of the PostgreSQL store cannot be reached; the next call tries again."""
 
 
 class UnreadableDocumentError(DocumentError):

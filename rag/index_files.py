@@ -61,6 +61,7 @@ class StoredIndex:
     documents: list[SourceDocument]
     embed_model: BaseEmbedding
     folder: Path
+    vectors: Any  # the vectors' search index: FAISS's, or `rag.pgstore.PgVectors` answering the same calls
     _index: VectorStoreIndex | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -74,7 +75,8 @@ class StoredIndex:
 
     @property
     def faiss(self) -> Any:
-        return self.storage.vector_store.client
+        """The vectors' search index (the FAISS calls: search, reconstruct, reconstruct_batch, ntotal, d)."""
+        return self.vectors
 
     @property
     def position_ids(self) -> list[str]:
@@ -117,6 +119,31 @@ def load_index(
     read from the docstore when needed; the documents (for passage texts and citations) are
     `documents` when given, else the extracted texts the index stored at build, so opening an
     up-to-date index never reads or cleans a document."""
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    manifest = read_manifest(index_dir)
+    if manifest is None:
+        raise corrupt(index_dir / MANIFEST, "is missing", index_dir)
+    folder = generation_folder(index_dir, manifest)
+    faiss_index = _read_faiss(folder / VECTORS, index_dir)
+    if faiss_index.ntotal != manifest["node_count"]:
+        problem = f"holds {faiss_index.ntotal} vectors, the manifest says {manifest['node_count']}"
+        raise corrupt(folder / VECTORS, problem, index_dir)
+    vector_store = FaissVectorStore(faiss_index=faiss_index)
+    return load_generation(folder, manifest, vector_store, lambda passages: faiss_index, embed_model, documents)
+
+
+def load_generation(
+    folder: Path,
+    manifest: dict[str, Any],
+    vector_store: Any,
+    vectors: Callable[[Passages], Any],
+    embed_model: BaseEmbedding,
+    documents: list[SourceDocument] | None = None,
+) -> StoredIndex:
+    """The index whose passage, BM25 and document files are in `folder`, with llama-index's
+    `vector_store` and `vectors(passages)`, the search index of its vectors (the FAISS file
+    beside them, or the PostgreSQL store's table)."""
     from llama_index.core import StorageContext
     from llama_index.core.storage.docstore.keyval_docstore import (
         DEFAULT_COLLECTION_DATA_SUFFIX,
@@ -128,13 +155,8 @@ def load_index(
         KVIndexStore,
     )
     from llama_index.core.storage.index_store.keyval_index_store import DEFAULT_NAMESPACE as INDEX_NAMESPACE
-    from llama_index.vector_stores.faiss import FaissVectorStore
 
-    manifest = read_manifest(index_dir)
-    if manifest is None:
-        raise corrupt(index_dir / MANIFEST, "is missing", index_dir)
-    folder = generation_folder(index_dir, manifest)
-    vector_store = FaissVectorStore(faiss_index=_read_faiss(folder / VECTORS, index_dir))
+    index_dir = folder.parent
     kvstore = SqliteKVStore(folder / PASSAGES_DB, remedy=_remedy(index_dir))
     docstore = KVDocumentStore(kvstore)
     storage = StorageContext.from_defaults(
@@ -153,16 +175,13 @@ def load_index(
     )
     bm25 = _read_bm25(folder / BM25, passages, index_dir)
     count = manifest["node_count"]
-    if vector_store.client.ntotal != count:
-        problem = f"holds {vector_store.client.ntotal} vectors, the manifest says {count}"
-        raise corrupt(folder / VECTORS, problem, index_dir)
     stored_count = kvstore.count(f"{DEFAULT_NAMESPACE}{DEFAULT_COLLECTION_DATA_SUFFIX}")  # the passages' collection
     if stored_count != count or kvstore.count(f"{INDEX_NAMESPACE}{DEFAULT_COLLECTION_SUFFIX}") != 1:
         raise corrupt(folder / PASSAGES_DB, f"holds {stored_count} passages, the manifest says {count}", index_dir)
     if len(passages) != count:
         raise corrupt(folder / ARRAYS, f"holds {len(passages)} passages, the manifest says {count}", index_dir)
     weights = _term_weights(bm25, passages, folder / ARRAYS, index_dir)
-    return StoredIndex(storage, passages, bm25, weights, manifest, documents, embed_model, folder)
+    return StoredIndex(storage, passages, bm25, weights, manifest, documents, embed_model, folder, vectors(passages))
 
 
 def save_documents(path: Path, documents: list[SourceDocument]) -> None:

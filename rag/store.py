@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
-from rag.errors import DocumentError, IndexCorruptError
+from rag.errors import ConfigError, DocumentError, IndexCorruptError
 from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
     ARRAYS,
     BM25,
@@ -139,9 +139,22 @@ def build_settings(config: Config) -> dict[str, Any]:
 def open_current(
     config: Config, embed_model: BaseEmbedding, rebuild: bool = False, progress: Progress = lambda message: None
 ) -> StoredIndex:
-    """The index of the configured documents plus the added ones: loaded without reading any
-    document when the manifest's file fingerprints and settings match; otherwise the documents
-    are read and the index updated (`open_index`)."""
+    """The index answers come from: the local one (`open_local`), or with `store.backend:
+    postgres` the one published in the database (`rag.pgstore.open_published`: never built
+    here, `python -m rag index` publishes it)."""
+    if config.store.backend == "postgres":
+        from rag.pgstore import open_published
+
+        return open_published(config, embed_model, progress)
+    return open_local(config, embed_model, rebuild, progress)
+
+
+def open_local(
+    config: Config, embed_model: BaseEmbedding, rebuild: bool = False, progress: Progress = lambda message: None
+) -> StoredIndex:
+    """The index in `config.index_dir` of the configured documents plus the added ones: loaded
+    without reading any document when the manifest's file fingerprints and settings match;
+    otherwise the documents are read and the index updated (`open_index`)."""
     if not rebuild:
         stored = _load_if_fresh(config, embed_model)
         if stored is not None:
@@ -226,6 +239,7 @@ def add_documents(
 ) -> AddResult:
     """Add documents to the index (or update them, when their content changed), embedding only
     their passages. Every path is read before anything is written: a bad file changes nothing."""
+    _refuse_shared_store(config, "Adding documents")
     new = [read_document(path, config.chunking.drop_boilerplate) for path in paths]
     configured = load_documents(config)
     with build_lock(config.index_dir):
@@ -255,6 +269,7 @@ def remove_document(
 ) -> tuple[StoredIndex, dict[str, Any]]:
     """Remove an added document (named by file name or path) from the index; no passage is
     re-embedded. Returns the updated index and the removed document's manifest entry."""
+    _refuse_shared_store(config, "Removing documents")
     configured = load_documents(config)
     with build_lock(config.index_dir):
         manifest = read_current_manifest(config.index_dir)
@@ -269,6 +284,15 @@ def remove_document(
         previous = reusable_index(config, manifest, embed_model)
         stored, _ = build_index(config, targets, embed_model, previous, manifest)
     return stored, entry
+
+
+def _refuse_shared_store(config: Config, what: str) -> None:
+    """`rag add`, `rag remove` and uploads change the local index only (not yet the PostgreSQL store)."""
+    if config.store.backend != "faiss":
+        raise ConfigError(
+            f"{what} works with store.backend: faiss only; with postgres, list the files in the config's"
+            " `documents` and run `python -m rag index`"
+        )
 
 
 def find_document(manifest: dict[str, Any], name: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from tests.conftest import ROOT
 SCRIPT = ROOT / "scripts" / "postgres.sh"
 
 
-def postgres(command: str, folder: Path) -> str:
-    """Run the script with its state in `folder` on a free port; its standard output."""
-    env = os.environ | {"POSTGRES_DIR": str(folder), "POSTGRES_PORT": "0", "PYTHON": sys.executable}
+def postgres(command: str, folder: Path, port: int = 0) -> str:
+    """Run the script with its state in `folder`, on `port` (0: a free one); its standard output."""
+    env = os.environ | {"POSTGRES_DIR": str(folder), "POSTGRES_PORT": str(port), "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

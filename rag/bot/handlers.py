@@ -23,7 +23,7 @@ from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimite
 from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
-from rag.errors import QuestionError
+from rag.errors import QuestionError, StoreUnavailableError
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,12 @@ async def answer_question(
         await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
     )
     session = st.conversations.session(got.chat.id)
-    answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
+    try:
+        answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
+    except StoreUnavailableError:
+        logger.warning("the index database is unavailable; told the user to try again")
+        await send(message, ["The document store is unavailable right now. Please ask again in a minute."])
+        return
     key = st.archive.add(got.chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:

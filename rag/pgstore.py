@@ -1,0 +1,380 @@
+"""The PostgreSQL store (`store.backend: postgres`): one index in a database, read by every replica.
+
+`python -m rag index` builds the index as with FAISS (the files in `index_dir` serve as its
+build cache, so unchanged documents are not embedded again) and publishes it as a new
+generation, under a PostgreSQL advisory lock, so that two at once give one winner:
+
+    data_rag_gen_<N>     the passages (text, metadata, node id) and their vectors: the table of
+                         llama-index's `PGVectorStore` (pgvector; HNSW above retrieval.hnsw_above)
+    rag_generations      each generation's manifest, and a key of its documents and settings
+    rag_files            each generation's passage arrays, docstore, BM25 index and documents (bytea)
+    rag_current          the generation replicas open; swapped in the transaction that adds it
+
+A replica (`rag ask`, `rag chat`, `bot.py`) opens the current generation without reading any
+document: it copies the generation's files into ``<index_dir>/postgres/gen-<N>`` once (so BM25
+and the arrays load memory-mapped, as from a local index) and searches the vectors in
+PostgreSQL (`PgVectors`). Lexical retrieval stays BM25, built with the generation and published
+with it, so both backends rank alike. `DATABASE_URL` comes from the environment only; messages
+show it without its password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from rag.errors import ConfigError, IndexCorruptError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from rag.config import Config
+    from rag.index_files import StoredIndex
+    from rag.passages import Passages
+
+LOCK_KEY = 0x72616769  # pg_advisory_lock key of the index writer ("ragi")
+INSERT_BATCH = 1000  # nodes per PGVectorStore.add call (one transaction each)
+KEEP_GENERATIONS = 2  # the current one and the one before it (a replica may still be reading it)
+EF_SEARCH = 64  # hnsw.ef_search: candidates HNSW looks at per query (pgvector's default is 40)
+HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_dist_method": "vector_ip_ops"}  # inner product, as FAISS
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE SEQUENCE IF NOT EXISTS rag_generation_numbers;
+CREATE TABLE IF NOT EXISTS rag_generations (
+    generation bigint PRIMARY KEY,
+    content_key text NOT NULL,
+    manifest jsonb NOT NULL,
+    created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS rag_files (
+    generation bigint NOT NULL REFERENCES rag_generations ON DELETE CASCADE,
+    name text NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (generation, name)
+);
+CREATE TABLE IF NOT EXISTS rag_current (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    generation bigint NOT NULL REFERENCES rag_generations
+);
+"""
+Progress = Callable[[str], None]
+
+
+def database_url() -> str:
+    """`DATABASE_URL` from the environment; ConfigError when it is not set."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        raise ConfigError(
+            "store.backend: postgres needs DATABASE_URL in the environment "
+            "(for a local server: export DATABASE_URL=$(bash scripts/postgres.sh start))"
+        )
+    return url
+
+
+def shown(url: str) -> str:
+    """`url` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Database:
+    """One connection to the database, opened when first needed and again after the server went
+    away: a query then raises `StoreUnavailableError`, and the next one reconnects."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.Lock()  # answering threads share one engine
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with self._lock:
+            try:
+                cursor = self._connect().execute(sql, params)
+                return cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as exc:
+                self.close()
+                raise self.unavailable(exc) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """The connection inside one transaction (committed at the end, rolled back on error)."""
+        import psycopg
+
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection.transaction():
+                    yield connection
+            except psycopg.OperationalError as exc:
+                self.close()
+                raise self.unavailable(exc) from None
+
+    def unavailable(self, exc: Exception) -> StoreUnavailableError:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreUnavailableError(f"the database at {shown(self.url)} is unavailable ({reason}); try again shortly")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> psycopg.Connection:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        if self._connection is None or self._connection.closed:
+            connection = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            try:
+                register_vector(connection)
+                connection.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+            except psycopg.ProgrammingError:  # no vector extension yet: nothing was published
+                pass
+            self._connection = connection
+        return self._connection
+
+
+class PgVectors:
+    """The FAISS calls the retriever makes (`search`, `reconstruct`, `reconstruct_batch`, `ntotal`,
+    `d`), answered from the generation's pgvector table: inner product, exact below
+    retrieval.hnsw_above passages and by its HNSW index above. Positions are passage positions
+    in document order, as in the FAISS index."""
+
+    def __init__(self, database: Database, table: str, passages: Passages, dimension: int):
+        self.database, self.table, self.passages = database, table, passages
+        self.ntotal, self.d = len(passages), dimension
+
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.database.query(
+            f"SELECT node_id, -(embedding <#> %s) FROM {self.table} ORDER BY embedding <#> %s LIMIT %s",
+            (x[0], x[0], k),
+        )
+        positions = [self.passages.position(node_id) for node_id, _ in rows]
+        found = np.full((1, k), -1, dtype="int64")
+        scores = np.zeros((1, k), dtype="float32")
+        for i, (position, (_, score)) in enumerate(zip(positions, rows, strict=True)):
+            found[0, i], scores[0, i] = -1 if position is None else position, score
+        return scores, found
+
+    def reconstruct_batch(self, positions: np.ndarray) -> np.ndarray:
+        ids = [str(self.passages.ids[int(p)]) for p in positions]
+        rows = dict(self.database.query(f"SELECT node_id, embedding FROM {self.table} WHERE node_id = ANY(%s)", (ids,)))
+        missing = [node_id for node_id in ids if node_id not in rows]
+        if missing:
+            problem = f"{self.table} lacks the vectors of {len(missing)} passages"
+            raise IndexCorruptError(f"{problem}; run `python -m rag index --rebuild`")
+        return np.vstack([np.asarray(rows[node_id].to_numpy(), dtype="float32") for node_id in ids])
+
+    def reconstruct(self, position: int) -> np.ndarray:
+        return self.reconstruct_batch(np.asarray([position]))[0]
+
+
+def vectors_table(generation: int) -> str:
+    """PGVectorStore's table of a generation (it prefixes "data_" to the name it is given)."""
+    return f"data_rag_gen_{generation}"
+
+
+def content_key(manifest: dict[str, Any]) -> str:
+    """What makes two builds the same index: their documents (source, sha256) and settings."""
+    documents = sorted((d["source"], d["sha256"]) for d in manifest.get("documents", []))
+    settings = {k: manifest.get(k) for k in ("format", "model", "chunking", "hnsw_above")}
+    return hashlib.sha256(json.dumps([documents, settings], sort_keys=True).encode()).hexdigest()
+
+
+def publish_index(config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> bool:
+    """Build the index in `config.index_dir` (incrementally, as with FAISS) and publish it as the
+    database's current generation, unless the current one already holds exactly these documents
+    and settings. Under the advisory lock: a second writer waits, then finds it up to date.
+    True when a generation was published."""
+    from rag.embedding import load_embed_model
+    from rag.store import open_local
+
+    database = Database(database_url())
+    embed_model = load_embed_model(config.embedding, progress)
+    with _writer_lock(database, progress):
+        database.query(SCHEMA)
+        stored = open_local(config, embed_model, rebuild=rebuild, progress=progress)
+        key = content_key(stored.manifest)
+        current = database.query(
+            "SELECT g.generation, g.content_key FROM rag_current c JOIN rag_generations g USING (generation)"
+        )
+        if current and current[0][1] == key and not rebuild:
+            progress(f"The database already holds this index (generation {current[0][0]}).")
+            return False
+        generation = _publish(database, stored, key, config, progress)
+        _drop_old_generations(database, generation)
+        progress(f"Published generation {generation} ({len(stored.passages)} passages) to {shown(database.url)}.")
+        return True
+
+
+@contextmanager
+def _writer_lock(database: Database, progress: Progress) -> Iterator[None]:
+    """The index writer's advisory lock, held on this connection until the block ends."""
+    if not database.query("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))[0][0]:
+        progress("Another `rag index` is publishing to this database; waiting for it...")
+        database.query("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    try:
+        yield
+    finally:
+        try:
+            database.query("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except StoreUnavailableError:
+            pass  # the connection is gone, and the lock with it
+
+
+def _publish(database: Database, stored: StoredIndex, key: str, config: Config, progress: Progress) -> int:
+    """Vectors into a new PGVectorStore table, then the generation's files and manifest, and
+    the swap of `rag_current`, in one transaction. The new generation's number."""
+    from rag.index_files import INDEX_FILES, VECTORS
+
+    generation = int(database.query("SELECT nextval('rag_generation_numbers')")[0][0])
+    _add_vectors(stored, generation, config, progress)
+    files = [path for name in INDEX_FILES if name != VECTORS for path in _files(stored.folder / name)]
+    with database.transaction() as connection:
+        connection.execute(
+            "INSERT INTO rag_generations (generation, content_key, manifest) VALUES (%s, %s, %s)",
+            (generation, key, json.dumps(stored.manifest)),
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO rag_files (generation, name, data) VALUES (%s, %s, %s)",
+                [(generation, path.relative_to(stored.folder).as_posix(), path.read_bytes()) for path in files],
+            )
+        connection.execute(
+            "INSERT INTO rag_current (one, generation) VALUES (true, %s) "
+            "ON CONFLICT (one) DO UPDATE SET generation = excluded.generation",
+            (generation,),
+        )
+    return generation
+
+
+def _add_vectors(stored: StoredIndex, generation: int, config: Config, progress: Progress) -> None:
+    """Every passage with its vector, through llama-index's PGVectorStore, in batches."""
+    from llama_index.vector_stores.postgres import PGVectorStore
+
+    count = len(stored.passages)
+    hnsw = count > config.retrieval.hnsw_above
+    vector_store = PGVectorStore(
+        connection_string=_sqlalchemy_url(database_url()),
+        async_connection_string=_sqlalchemy_url(database_url()),
+        table_name=f"rag_gen_{generation}",
+        embed_dim=stored.faiss.d,
+        use_jsonb=True,
+        initialization_fail_on_error=True,
+        hnsw_kwargs=dict(HNSW, hnsw_ef_search=EF_SEARCH) if hnsw else None,
+    )
+    nodes = stored.nodes
+    matrix = stored.faiss.reconstruct_n(0, count)
+    for start in range(0, count, INSERT_BATCH):
+        batch = nodes[start : start + INSERT_BATCH]
+        for node, vector in zip(batch, matrix[start : start + INSERT_BATCH], strict=True):
+            node.embedding = vector.tolist()
+        vector_store.add(list(batch))
+        progress(f"  vectors in PostgreSQL: {min(start + INSERT_BATCH, count)}/{count}")
+    Database(database_url()).query(f"CREATE INDEX ON {vectors_table(generation)} (node_id)")
+
+
+def _drop_old_generations(database: Database, current: int) -> None:
+    """All but the newest `KEEP_GENERATIONS` generations, and vector tables no generation names
+    (left by a publish that died before its transaction)."""
+    kept = {row[0] for row in database.query(
+        "SELECT generation FROM rag_generations ORDER BY generation DESC LIMIT %s", (KEEP_GENERATIONS,)
+    )} | {current}  # fmt: skip
+    tables = database.query("SELECT tablename FROM pg_tables WHERE tablename LIKE 'data\\_rag\\_gen\\_%%'")
+    for (table,) in tables:
+        if int(table.rsplit("_", 1)[1]) not in kept:
+            database.query(f"DROP TABLE IF EXISTS {table}")
+    database.query("DELETE FROM rag_generations WHERE NOT generation = ANY(%s)", (sorted(kept),))
+
+
+def open_published(
+    config: Config, embed_model: BaseEmbedding, progress: Progress = lambda message: None
+) -> StoredIndex:
+    """The database's current generation, its files copied into the local cache once."""
+    import psycopg
+    from llama_index.vector_stores.postgres import PGVectorStore
+
+    from rag.index_files import load_generation
+
+    database = Database(database_url())
+    try:
+        row = database.query(
+            "SELECT g.generation, g.manifest FROM rag_current c JOIN rag_generations g USING (generation)"
+        )
+    except psycopg.errors.UndefinedTable:  # nothing was ever published to this database
+        row = []
+    if not row:
+        raise IndexCorruptError(
+            f"the database at {shown(database.url)} holds no index yet; run `python -m rag index` "
+            "with store.backend: postgres to publish one"
+        )
+    generation, manifest = int(row[0][0]), row[0][1]
+    folder = _cached_files(database, generation, config.index_dir / "postgres", progress)
+    vector_store = PGVectorStore(
+        connection_string=_sqlalchemy_url(database.url),
+        async_connection_string=_sqlalchemy_url(database.url),
+        table_name=f"rag_gen_{generation}",
+        embed_dim=int(manifest["dimension"]),
+        use_jsonb=True,
+        perform_setup=False,
+    )
+    return load_generation(
+        folder,
+        manifest,
+        vector_store,
+        lambda passages: PgVectors(database, vectors_table(generation), passages, int(manifest["dimension"])),
+        embed_model,
+    )
+
+
+def _cached_files(database: Database, generation: int, cache: Path, progress: Progress) -> Path:
+    """The generation's files in `cache/gen-<N>`, fetched from the database when not there yet
+    (into a temporary folder renamed into place, so a half-written copy is never used)."""
+    folder = cache / f"gen-{generation}"
+    if folder.is_dir():
+        return folder
+    progress(f"Copying index generation {generation} from the database...")
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".gen-{generation}-", dir=cache))
+    for name, data in database.query("SELECT name, data FROM rag_files WHERE generation = %s", (generation,)):
+        path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process copied it first
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in cache.glob("gen-*"):
+        if old != folder and old.name.split("-")[-1].isdigit() and int(old.name.split("-")[-1]) < generation - 1:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _files(path: Path) -> list[Path]:
+    """`path`, or the files inside it when it is a folder (the BM25 index)."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """The URL for SQLAlchemy's psycopg (3) dialect, which PGVectorStore connects with."""
+    scheme, rest = url.split("://", 1)
+    if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"DATABASE_URL must start with postgresql:// (got {scheme}://)")
+    return f"postgresql+psycopg://{rest}"

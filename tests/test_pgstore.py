@@ -1,0 +1,137 @@
+"""The PostgreSQL store (`store.backend: postgres`) against a real PostgreSQL with pgvector,
+started by `scripts/postgres.sh` (never mocked): the same answers as FAISS, one winner of two
+writers, and a clear error while the database is away."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bot_harness import free_port
+from tests.conftest import ROOT
+from tests.test_postgres_script import postgres
+
+PUBLISHED = "Published generation"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module on a fixed free port (a restart keeps its URL)."""
+    folder, port = tmp_path_factory.mktemp("postgres"), free_port()
+    yield folder, port, postgres("start", folder, port)
+    postgres("stop", folder)
+
+
+@pytest.fixture
+def database(server, request):
+    """A new, empty database of the server for one test: its DATABASE_URL."""
+    import psycopg
+
+    *_, url = server
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def postgres_config(tmp_path: Path, article: Path) -> Path:
+    """config.yaml with the postgres backend, on the test's copy of the article."""
+    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    text = text.replace("backend: faiss", "backend: postgres").replace("data/dw-icc-sanctions.txt", str(article))
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rag(*args: str, database_url: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_index_ask_and_eval_on_postgres_give_the_faiss_metrics(tmp_path, article, database):
+    config = postgres_config(tmp_path, article)
+    built = rag("index", "--config", str(config), "--index-dir", str(tmp_path / "cache"), database_url=database)
+    assert built.returncode == 0, built.stderr
+    assert PUBLISHED in built.stderr and "11 passages" in built.stderr
+
+    asked = rag(
+        "ask", "--config", str(config), "--index-dir", str(tmp_path / "replica"), "--json",
+        "who revoked Bensouda's visa?", database_url=database,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert "Fatou Bensouda" in json.loads(asked.stdout)["answer"]
+    assert not (tmp_path / "replica" / "manifest.json").exists()  # a replica builds nothing, it copies the files
+
+    reports = {}
+    for backend, extra in (("postgres", ["--config", str(config)]), ("faiss", ["--doc", str(article)])):
+        report = tmp_path / f"{backend}.json"
+        done = rag(
+            "eval", *extra, "--index-dir", str(tmp_path / f"eval-{backend}"),
+            "--dataset", "eval/dw-icc-sanctions.jsonl", "--report", str(report), database_url=database,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        metrics = json.loads(report.read_text(encoding="utf-8"))["metrics"]
+        reports[backend] = {k: v for k, v in metrics.items() if "latency" not in k}
+    assert reports["postgres"] == reports["faiss"]
+    assert reports["faiss"]["answer_accuracy"] > 0.5
+
+
+def test_two_writers_at_once_publish_one_generation(tmp_path, article, database):
+    import psycopg
+
+    config = postgres_config(tmp_path, article)
+    env = os.environ | {"DATABASE_URL": database, "HF_HUB_OFFLINE": "1"}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rag", "index", "--config", str(config), "--index-dir", str(tmp_path / f"w{i}")],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [writer.communicate(timeout=600) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], outputs
+    assert sorted(PUBLISHED in err for _, err in outputs) == [False, True]
+    assert any("already holds this index" in err for _, err in outputs)
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM rag_generations").fetchone() == (1,)
+        (generation,) = db.execute("SELECT generation FROM rag_current").fetchone()
+        assert db.execute(f"SELECT count(*) FROM data_rag_gen_{generation}").fetchone() == (11,)
+    replica = str(tmp_path / "r")
+    asked = rag("ask", "--config", str(config), "--index-dir", replica, "Who is Bensouda?", database_url=database)
+    assert asked.returncode == 0 and "Bensouda" in asked.stdout, asked.stderr
+
+
+def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_one_an_answer(
+    tmp_path, article, database, server, monkeypatch
+):
+    from rag.config import load_config
+    from rag.engine import Engine
+    from rag.errors import StoreUnavailableError
+
+    config_path = postgres_config(tmp_path, article)
+    built = rag("index", "--config", str(config_path), "--index-dir", str(tmp_path / "w"), database_url=database)
+    assert built.returncode == 0, built.stderr
+    monkeypatch.setenv("DATABASE_URL", database)
+    engine = Engine.open(load_config(config_path, index_dir=tmp_path / "replica"))
+    assert "Bensouda" in engine.ask("Who revoked the visa?").text
+
+    folder, port, _ = server
+    postgres("stop", folder)
+    try:
+        with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):
+            engine.ask("What did Pompeo call the court?")
+    finally:
+        postgres("start", folder, port)
+    assert "kangaroo court" in engine.ask("What did Pompeo call the court?").text
