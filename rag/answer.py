@@ -58,6 +58,18 @@ class Answer:
     confidence: float | None = None  # the probability that a quoted answer answers the question
     parts: list[tuple[str, int]] = field(default_factory=list)  # quoted sentences with their citation numbers
 
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as JSON-ready values (`from_record` restores the answer): for state kept
+        outside the process, such as the PostgreSQL bot state."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Answer:
+        fields = dict(record)
+        fields["citations"] = [Citation(**c) for c in record["citations"]]
+        fields["parts"] = [(text, int(n)) for text, n in record["parts"]]
+        return cls(**fields)
+
     def to_json(self, item_id: str = "q1", turn: int = 0) -> dict[str, Any]:
         """The fixed answer JSON (README, "Formats")."""
         return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag.answer import Answer
 from rag.lexical import content_terms, has_anaphor
@@ -37,6 +38,22 @@ class ChatSession:
     def reset(self) -> None:
         self.turns.clear()
         self.quoted.clear()
+
+    def to_record(self) -> dict[str, Any]:
+        """The session as JSON-ready values (`from_record` restores it)."""
+        return {
+            "history_turns": self.history_turns,
+            "turns": [[question, answer.to_record()] for question, answer in self.turns],
+            "quoted": sorted([source, start] for source, start in self.quoted),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ChatSession:
+        return cls(
+            record["history_turns"],
+            deque((question, Answer.from_record(answer)) for question, answer in record["turns"]),
+            {(source, int(start)) for source, start in record["quoted"]},
+        )
 
     @property
     def answered(self) -> bool:

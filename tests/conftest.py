@@ -79,3 +79,24 @@ def engine(config):
 def shared_index_dir(engine) -> Path:
     """An index folder already built for the DW article (for CLI subprocess tests)."""
     return engine.config.index_dir
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """One real PostgreSQL with pgvector for the session, started and stopped by
+    `scripts/postgres.sh`: (its folder, its port, its URL). A restart on the same port keeps the URL."""
+    from tests.bot_harness import free_port
+    from tests.pg_harness import postgres
+
+    folder, port = tmp_path_factory.mktemp("postgres"), free_port()
+    yield folder, port, postgres("start", folder, port)
+    postgres("stop", folder)
+
+
+@pytest.fixture
+def database(postgres_server, request) -> str:
+    """A new, empty database for one test: its DATABASE_URL."""
+    from tests.pg_harness import new_database
+
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
+    return new_database(postgres_server[2], name)

@@ -12,41 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.bot_harness import free_port
 from tests.conftest import ROOT
-from tests.test_postgres_script import postgres
+from tests.pg_harness import postgres, postgres_config
 
 PUBLISHED = "Published generation"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server for the module on a fixed free port (a restart keeps its URL)."""
-    folder, port = tmp_path_factory.mktemp("postgres"), free_port()
-    yield folder, port, postgres("start", folder, port)
-    postgres("stop", folder)
-
-
-@pytest.fixture
-def database(server, request):
-    """A new, empty database of the server for one test: its DATABASE_URL."""
-    import psycopg
-
-    *_, url = server
-    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
-    with psycopg.connect(url, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        db.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-def postgres_config(tmp_path: Path, article: Path) -> Path:
-    """config.yaml with the postgres backend, on the test's copy of the article."""
-    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
-    text = text.replace("backend: faiss", "backend: postgres").replace("data/dw-icc-sanctions.txt", str(article))
-    path = tmp_path / "config.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def rag(*args: str, database_url: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -114,7 +83,7 @@ def test_two_writers_at_once_publish_one_generation(tmp_path, article, database)
 
 
 def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_one_an_answer(
-    tmp_path, article, database, server, monkeypatch
+    tmp_path, article, database, postgres_server, monkeypatch
 ):
     from rag.config import load_config
     from rag.engine import Engine
@@ -127,7 +96,7 @@ def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_o
     engine = Engine.open(load_config(config_path, index_dir=tmp_path / "replica"))
     assert "Bensouda" in engine.ask("Who revoked the visa?").text
 
-    folder, port, _ = server
+    folder, port, _ = postgres_server
     postgres("stop", folder)
     try:
         with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):

@@ -3,24 +3,9 @@ started again by the project's script (the server the postgres backend's tests w
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import ROOT
-
-SCRIPT = ROOT / "scripts" / "postgres.sh"
-
-
-def postgres(command: str, folder: Path, port: int = 0) -> str:
-    """Run the script with its state in `folder`, on `port` (0: a free one); its standard output."""
-    env = os.environ | {"POSTGRES_DIR": str(folder), "POSTGRES_PORT": str(port), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+from tests.pg_harness import postgres
 
 
 @pytest.fixture

@@ -10,7 +10,10 @@ import asyncio
 import functools
 import logging
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from telegram import Chat, InlineKeyboardButton, InlineKeyboardMarkup, Message, ReplyParameters, Update, User
 from telegram.constants import ChatAction, ChatType
@@ -19,14 +22,18 @@ from telegram.ext import ContextTypes
 
 from rag.bot import render
 from rag.bot.drafts import DraftEditor
+from rag.bot.shared import SharedArchive, SharedConversations, SharedRateLimiter, SharedUpdates, create_tables
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.engine import Engine, check_question
 from rag.errors import QuestionError, StoreUnavailableError
+from rag.pgstore import Database, database_url
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+DATABASE_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-db")  # calls share one connection
 
 COMMANDS = {
     "start": "what I know and how to ask",
@@ -40,22 +47,48 @@ COMMANDS = {
 
 @dataclass
 class BotState:
+    """The engine and the chat state: in this process, or with `store.backend: postgres` in the
+    database, shared by the replicas (`rag.bot.shared`; its calls block, so handlers make them in
+    a worker thread)."""
+
     engine: Engine
     config: TelegramConfig
-    conversations: Conversations
-    limiter: RateLimiter
-    archive: AnswerArchive = field(default_factory=AnswerArchive)
+    conversations: Conversations | SharedConversations
+    limiter: RateLimiter | SharedRateLimiter
+    archive: AnswerArchive | SharedArchive = field(default_factory=AnswerArchive)
     refused: BoundedStore[bool] = field(default_factory=lambda: BoundedStore(100_000))
+    updates: SharedUpdates | None = None  # the updates answered by any replica (webhook mode, postgres)
 
     @classmethod
     def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
         idle = config.session_idle_minutes * 60
+        if engine.config.store.backend == "postgres":
+            database = Database(database_url())
+            create_tables(database)
+            return cls(
+                engine,
+                config,
+                SharedConversations(database, engine.new_session, idle),
+                SharedRateLimiter(database, config.questions_per_minute),
+                SharedArchive(database),
+                updates=SharedUpdates(Database(database.url)),  # its own connection: never queues behind chat state
+            )
         return cls(
             engine,
             config,
             Conversations(engine.new_session, idle, config.max_chats),
             RateLimiter(config.questions_per_minute),
         )
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """A call on the chat state: when the state is in the database (the call blocks), in a
+        thread of its own pool, so it never queues behind answers being computed in the default
+        one; else here, on the event loop (the in-memory state is not thread-safe)."""
+        if isinstance(self.conversations, SharedConversations):
+            return await asyncio.get_running_loop().run_in_executor(
+                DATABASE_THREADS, functools.partial(function, *args)
+            )
+        return function(*args)
 
 
 def state(context: ContextTypes.DEFAULT_TYPE) -> BotState:
@@ -126,7 +159,7 @@ async def reset(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Forget this chat's conversation."""
     if (got := await admitted(update, context)) is None:
         return
-    state(context).conversations.reset(got.chat.id)
+    await state(context).call(state(context).conversations.reset, got.chat.id)
     await send(got.message, ["Conversation cleared. Follow-up questions start afresh."])
 
 
@@ -134,8 +167,8 @@ async def sources(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Re-send the full sources of the chat's last answer."""
     if (got := await admitted(update, context)) is None:
         return
-    answer = state(context).conversations.session(got.chat.id).last_answer
-    await send(got.message, render.sources_html(answer, state(context).config.message_chars))
+    session = await state(context).call(state(context).conversations.session, got.chat.id)
+    await send(got.message, render.sources_html(session.last_answer, state(context).config.message_chars))
 
 
 async def ask(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -191,7 +224,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer()
         await answer_question(got, context, st.config.example_questions[int(key)], show_question=True)
         return
-    answer = st.archive.get(got.chat.id, key) if got is not None and kind in ("src", "ctx") else None
+    answer = await st.call(st.archive.get, got.chat.id, key) if got is not None and kind in ("src", "ctx") else None
     if got is None or answer is None:
         await query.answer("This button has expired. Please ask the question again.")
         return
@@ -218,7 +251,7 @@ async def answer_question(
     except QuestionError as exc:
         await send(message, [render.escape_html(str(exc))])
         return
-    if not st.limiter.allow(got.user.id):
+    if not await st.call(st.limiter.allow, got.user.id):
         rate = st.config.questions_per_minute
         await send(
             message,
@@ -229,14 +262,15 @@ async def answer_question(
     drafts = (
         await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
     )
-    session = st.conversations.session(got.chat.id)
     try:
+        session = await st.call(st.conversations.session, got.chat.id)
         answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
+        await st.call(st.conversations.save, got.chat.id, session)
+        key = await st.call(st.archive.add, got.chat.id, answer)
     except StoreUnavailableError:
-        logger.warning("the index database is unavailable; told the user to try again")
+        logger.warning("the database is unavailable; told the user to try again")
         await send(message, ["The document store is unavailable right now. Please ask again in a minute."])
         return
-    key = st.archive.add(got.chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:
         markup = InlineKeyboardMarkup(

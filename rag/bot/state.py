@@ -60,6 +60,9 @@ class Conversations:
         self.sessions.put(chat_id, (session, now))
         return session
 
+    def save(self, chat_id: int, session: ChatSession) -> None:
+        """Nothing to do: the session object is the stored one (the shared store writes it back)."""
+
     def reset(self, chat_id: int) -> None:
         self.sessions.pop(chat_id)
 

@@ -6,7 +6,9 @@ has no route for a load balancer's health check) with two routes:
 - the webhook URL's path: a request without Telegram's secret-token header, or with another
   secret, gets 403; a body that is not an update gets 400; an `update_id` taken before is
   acknowledged and dropped (Telegram posts an update again when a request got no 2xx in time),
-  once the first delivery has been answered;
+  once the first delivery has been answered. With `store.backend: postgres` "taken before"
+  means by any replica (`rag.bot.shared.SharedUpdates`): a copy posted to another replica while
+  the first is still answering waits for it, and one whose replica died is answered anew;
   every other update goes to the same handlers as in polling mode, in order per chat, and is
   acknowledged (200) only once it has been answered: an update whose process dies on the way
   is posted again by Telegram, to this replica or another;
@@ -20,13 +22,16 @@ taking requests and finishes the updates in flight before it exits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import signal
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -34,12 +39,15 @@ from telegram import Update
 from telegram.ext import Application
 from tornado.httpserver import HTTPServer
 
+from rag.bot.shared import SharedUpdates
 from rag.config import TelegramConfig
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_PATH = "/healthz"
 REMEMBERED_UPDATES = 10_000  # update_ids kept to drop a redelivered update
 SECRET_TOKEN = r"[A-Za-z0-9_-]{1,256}"  # what Telegram accepts as secret_token
+LEDGER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-updates")
+T = TypeVar("T")
 
 logger = logging.getLogger("rag.bot")
 
@@ -83,6 +91,21 @@ class InFlight:
                 self.idle.set()
 
 
+async def in_ledger_thread(function: Callable[..., T], *args: Any) -> T:
+    """A blocking call of the update ledger, in its own thread (with its own connection): it
+    never waits behind answers or chat-state calls, so an answered update is recorded at once."""
+    return await asyncio.get_running_loop().run_in_executor(LEDGER_THREAD, functools.partial(function, *args))
+
+
+async def claim(updates: SharedUpdates, update_id: int, poll_seconds: float = 0.05) -> bool:
+    """Whether this replica is to answer `update_id` (False: a replica answered it already).
+    While another replica is answering it, waits: Telegram posted it again because that one has
+    not acknowledged it yet, and this copy is acknowledged once it has been answered."""
+    while (status := await in_ledger_thread(updates.try_claim, update_id)) == "busy":
+        await asyncio.sleep(poll_seconds)
+    return status == "claimed"
+
+
 def webhook_path(url: str) -> str:
     """The path of the webhook URL, which this process serves ("/" when it has none)."""
     return urlsplit(url).path or "/"
@@ -104,13 +127,22 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
             if update.update_id in answering:  # delivered again while being answered: acknowledged once it is
                 await answering[update.update_id].wait()
                 return
-            if not recent.add(update.update_id):
+            shared = application.bot_data["state"].updates if "state" in application.bot_data else None
+            first = recent.add(update.update_id) if shared is None else await claim(shared, update.update_id)
+            if not first:
                 logger.info("Update %s was delivered again; answered once", update.update_id)
                 return
             answered = answering[update.update_id] = asyncio.Event()
             try:
                 with in_flight.tracked():  # answered before acknowledged; in order per chat, as in polling
                     await application.update_processor.process_update(update, application.process_update(update))
+            except BaseException:
+                if shared is not None:  # not answered: a copy posted again may be taken by any replica
+                    await in_ledger_thread(shared.release, update.update_id)
+                raise
+            else:
+                if shared is not None:
+                    await in_ledger_thread(shared.answered, update.update_id)
             finally:
                 answered.set()
                 del answering[update.update_id]

@@ -1,0 +1,151 @@
+"""The bot's chat state in PostgreSQL (`store.backend: postgres`), shared by its replicas.
+
+Same interfaces as the in-memory `rag.bot.state` classes, on small tables with row-level updates
+(no pickled blob per update, as python-telegram-bot's persistence would write):
+
+    rag_bot_conversations(chat_id, session, updated)   one row per chat: its turns and quoted passages
+    rag_bot_answers(key, chat_id, answer, created)      the answers "Sources" and "More context" open
+    rag_bot_rates(user_id, asked)                       each user's question times in the last minute
+    rag_bot_updates(update_id, answered)                updates answered, so a redelivered one is not
+
+So a follow-up posted to another replica is answered as a follow-up, a button works on any
+replica, and a user's rate is counted across them. Every call is a blocking database call: the
+handlers make them in a worker thread. Old rows are deleted as new ones come (answers and
+updates after `RETENTION`, conversations after the idle time).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+
+from rag.answer import Answer
+from rag.chat import ChatSession
+from rag.pgstore import Database
+
+RETENTION = "7 days"  # answers behind buttons, and answered update ids
+UPDATE_LOCKS = 0x72616775  # advisory-lock class of the updates being answered ("ragu")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rag_bot_conversations (
+    chat_id bigint PRIMARY KEY, session jsonb NOT NULL, updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS rag_bot_answers (
+    key text PRIMARY KEY, chat_id bigint NOT NULL, answer jsonb NOT NULL, created timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS rag_bot_rates (user_id bigint NOT NULL, asked timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS rag_bot_updates (update_id bigint PRIMARY KEY, answered timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS rag_bot_conversations_updated ON rag_bot_conversations (updated);
+CREATE INDEX IF NOT EXISTS rag_bot_answers_created ON rag_bot_answers (created);
+CREATE INDEX IF NOT EXISTS rag_bot_rates_user ON rag_bot_rates (user_id, asked);
+CREATE INDEX IF NOT EXISTS rag_bot_updates_answered ON rag_bot_updates (answered);
+"""
+
+
+def create_tables(database: Database) -> None:
+    database.query(SCHEMA)
+
+
+class SharedConversations:
+    """One `ChatSession` per chat, read before a question and written after its answer."""
+
+    def __init__(self, database: Database, new_session: Callable[[], ChatSession], idle_seconds: float):
+        self.database, self.new_session, self.idle_seconds = database, new_session, idle_seconds
+
+    def session(self, chat_id: int) -> ChatSession:
+        """This chat's session, fresh if it never had one or was idle too long."""
+        rows = self.database.query(
+            "SELECT session FROM rag_bot_conversations"
+            " WHERE chat_id = %s AND updated > now() - make_interval(secs => %s)",
+            (chat_id, self.idle_seconds),
+        )
+        return ChatSession.from_record(rows[0][0]) if rows else self.new_session()
+
+    def save(self, chat_id: int, session: ChatSession) -> None:
+        self.database.query(
+            "INSERT INTO rag_bot_conversations (chat_id, session) VALUES (%s, %s) "
+            "ON CONFLICT (chat_id) DO UPDATE SET session = excluded.session, updated = now()",
+            (chat_id, json.dumps(session.to_record())),
+        )
+        self.database.query(
+            "DELETE FROM rag_bot_conversations WHERE updated < now() - make_interval(secs => %s)", (self.idle_seconds,)
+        )
+
+    def reset(self, chat_id: int) -> None:
+        self.database.query("DELETE FROM rag_bot_conversations WHERE chat_id = %s", (chat_id,))
+
+
+class SharedRateLimiter:
+    """At most `per_minute` questions per user in any sliding 60-second window, over all replicas."""
+
+    def __init__(self, database: Database, per_minute: int):
+        self.database, self.per_minute = database, per_minute
+
+    def allow(self, user_id: int) -> bool:
+        """Record a question and say whether it is within the limit (one transaction, with the
+        user's rows locked, so two replicas cannot both let the last one through)."""
+        with self.database.transaction() as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", (UPDATE_LOCKS + 1, user_id % 2**31))
+            connection.execute(
+                "DELETE FROM rag_bot_rates WHERE user_id = %s AND asked < now() - interval '60 seconds'", (user_id,)
+            )
+            row = connection.execute("SELECT count(*) FROM rag_bot_rates WHERE user_id = %s", (user_id,)).fetchone()
+            allowed = row is not None and row[0] < self.per_minute
+            if allowed:
+                connection.execute("INSERT INTO rag_bot_rates (user_id) VALUES (%s)", (user_id,))
+        return allowed
+
+
+class SharedArchive:
+    """Answers by random key, each opening only in its own chat (as `AnswerArchive`)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def add(self, chat_id: int, answer: Answer) -> str:
+        key = secrets.token_urlsafe(12)
+        self.database.query(
+            "INSERT INTO rag_bot_answers (key, chat_id, answer) VALUES (%s, %s, %s)",
+            (key, chat_id, json.dumps(answer.to_record())),
+        )
+        self.database.query(f"DELETE FROM rag_bot_answers WHERE created < now() - interval '{RETENTION}'")
+        return key
+
+    def get(self, chat_id: int, key: str) -> Answer | None:
+        """The answer behind `key` if it was given in `chat_id`; None when unknown, expired or foreign."""
+        rows = self.database.query("SELECT answer FROM rag_bot_answers WHERE key = %s AND chat_id = %s", (key, chat_id))
+        return Answer.from_record(rows[0][0]) if rows else None
+
+
+class SharedUpdates:
+    """Which updates were answered, and which one a replica is answering now. A replica claims
+    an update with an advisory lock on its own connection: if it dies, the connection and the
+    lock go with it, so the copy Telegram posts again can be taken over by another replica."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def try_claim(self, update_id: int) -> str:
+        """ "claimed": this replica holds the update's lock and may answer it; "answered": it was
+        answered already; "busy": another replica is answering it now."""
+        if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (UPDATE_LOCKS, update_id % 2**31))[0][0]:
+            return "busy"
+        if self.database.query("SELECT 1 FROM rag_bot_updates WHERE update_id = %s", (update_id,)):
+            self.release(update_id)
+            return "answered"
+        return "claimed"
+
+    def answered(self, update_id: int) -> None:
+        """Record `update_id` as answered and release its lock, in one round trip (the sooner
+        it is recorded, the smaller the window in which a replica that dies after replying gets
+        its update answered again by another)."""
+        self.database.query(
+            "WITH recorded AS (INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING)"
+            " SELECT pg_advisory_unlock(%s, %s)",
+            (update_id, UPDATE_LOCKS, update_id % 2**31),
+        )
+        if update_id % 1000 == 0:  # now and then: forget old ones
+            self.database.query(f"DELETE FROM rag_bot_updates WHERE answered < now() - interval '{RETENTION}'")
+
+    def release(self, update_id: int) -> None:
+        self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, update_id % 2**31))

@@ -1,0 +1,48 @@
+"""A real PostgreSQL with pgvector for tests, run by the project's `scripts/postgres.sh`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "postgres.sh"
+
+
+def postgres(command: str, folder: Path, port: int = 0) -> str:
+    """Run the script with its state in `folder`, on `port` (0: a free one); its standard output."""
+    env = os.environ | {"POSTGRES_DIR": str(folder), "POSTGRES_PORT": str(port), "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def new_database(server_url: str, name: str) -> str:
+    """A new, empty database on the server (dropped first if a rerun left it): its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def postgres_config(folder: Path, document: Path) -> Path:
+    """The project's config.yaml with the postgres backend, on `document`."""
+    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    text = text.replace("backend: faiss", "backend: postgres").replace("data/dw-icc-sanctions.txt", str(document))
+    path = folder / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def publish(config: Path, cache: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    """`python -m rag index` with the postgres backend."""
+    env = os.environ | {"DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rag", "index", "--config", str(config), "--index-dir", str(cache)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
