@@ -94,8 +94,9 @@ def shown(url: str) -> str:
 
 
 class Database:
-    """One connection to the database, opened when first needed and again after the server went
-    away: a query then raises `StoreUnavailableError`, and the next one reconnects."""
+    """One connection to the database, opened when first needed. A connection the server
+    dropped while it sat idle (a restart) is replaced once, at its next use; when the server
+    cannot be reached, a call raises `StoreUnavailableError`, and the next one tries again."""
 
     def __init__(self, url: str):
         self.url = url
@@ -106,18 +107,23 @@ class Database:
         import psycopg
 
         with self._lock:
-            try:
-                cursor = self._connect().execute(sql, params)
-                return cursor.fetchall() if cursor.description else []
-            except psycopg.OperationalError as exc:
-                self.close()
-                raise self.unavailable(exc) from None
+            stale = self._connection is not None
+            while True:
+                try:
+                    cursor = self._connect().execute(sql, params)
+                    return cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError as exc:
+                    self.close()
+                    if not stale:
+                        raise self.unavailable(exc) from None
+                    stale = False  # the old connection was dead: once more, on a new one
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """The connection inside one transaction (committed at the end, rolled back on error)."""
         import psycopg
 
+        self.query("SELECT 1")  # replaces a connection the server dropped
         with self._lock:
             try:
                 connection = self._connect()

@@ -16,7 +16,7 @@ import pytest
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER
 from tests.bot_harness import free_port, running_bot, write_config
 from tests.fake_telegram import FakeTelegram
-from tests.pg_harness import postgres_config, publish
+from tests.pg_harness import postgres, postgres_config, publish
 
 SECRET = "replicas-Secret_1"
 PATH = "/tg"
@@ -145,3 +145,21 @@ def test_a_replica_killed_mid_load_leaves_its_unacknowledged_updates_to_the_othe
     with ThreadPoolExecutor(max_workers=10) as pool:  # every update posted once more: all were recorded
         assert set(pool.map(lambda update: post(survivor, update), everything)) == {200}
     assert {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything} == replies
+
+
+def test_while_the_database_is_away_a_question_gets_a_clear_reply_and_the_next_one_an_answer(
+    fake, replicas, postgres_server
+):
+    folder, port, _ = postgres_server
+    away = {"update_id": 3_000_001, "message": fake.user_message(30_000, text="who revoked Bensouda's visa?")}
+    postgres("stop", folder)
+    try:
+        assert post(replicas[1], away) == 200
+    finally:
+        postgres("start", folder, port)
+    assert [c.params["text"] for c in fake.sent(30_000)] == [
+        "The document store is unavailable right now. Please ask again in a minute."
+    ]
+    back = {"update_id": 3_000_002, "message": fake.user_message(30_000, text="who revoked Bensouda's visa?")}
+    assert post(replicas[1], back) == 200
+    assert "revoked the American visa" in fake.replies_to(back["message"])[0].params["text"]

@@ -262,15 +262,10 @@ async def answer_question(
     drafts = (
         await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
     )
-    try:
-        session = await st.call(st.conversations.session, got.chat.id)
-        answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
-        await st.call(st.conversations.save, got.chat.id, session)
-        key = await st.call(st.archive.add, got.chat.id, answer)
-    except StoreUnavailableError:
-        logger.warning("the database is unavailable; told the user to try again")
-        await send(message, ["The document store is unavailable right now. Please ask again in a minute."])
-        return
+    session = await st.call(st.conversations.session, got.chat.id)
+    answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
+    await st.call(st.conversations.save, got.chat.id, session)
+    key = await st.call(st.archive.add, got.chat.id, answer)
     markup = None
     if answer.citations and not answer.abstained:
         markup = InlineKeyboardMarkup(
@@ -356,9 +351,16 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.warning("Network problem while polling Telegram: %s (retrying)", error)
         return
     chat = update.effective_chat.id if isinstance(update, Update) and update.effective_chat else None
-    logger.error("Error while handling update %s (chat %s)", getattr(update, "update_id", None), chat, exc_info=error)
+    if isinstance(error, StoreUnavailableError):  # the PostgreSQL store is down: expected, and said plainly
+        logger.warning("Update %s (chat %s): %s", getattr(update, "update_id", None), chat, error)
+        apology = "The document store is unavailable right now. Please ask again in a minute."
+    else:
+        logger.error(
+            "Error while handling update %s (chat %s)", getattr(update, "update_id", None), chat, exc_info=error
+        )
+        apology = "Sorry, something went wrong while answering. Please try again."
     if isinstance(update, Update) and update.effective_message is not None:
         try:
-            await update.effective_message.reply_text("Sorry, something went wrong while answering. Please try again.")
+            await update.effective_message.reply_text(apology)
         except TelegramError:
             logger.warning("Could not tell chat %s about the error", chat)

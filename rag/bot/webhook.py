@@ -41,6 +41,7 @@ from tornado.httpserver import HTTPServer
 
 from rag.bot.shared import SharedUpdates
 from rag.config import TelegramConfig
+from rag.errors import StoreUnavailableError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_PATH = "/healthz"
@@ -128,7 +129,10 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
                 await answering[update.update_id].wait()
                 return
             shared = application.bot_data["state"].updates if "state" in application.bot_data else None
-            first = recent.add(update.update_id) if shared is None else await claim(shared, update.update_id)
+            try:
+                first = recent.add(update.update_id) if shared is None else await claim(shared, update.update_id)
+            except StoreUnavailableError:  # answered all the same: the handlers tell the user the store is down
+                first, shared = recent.add(update.update_id), None
             if not first:
                 logger.info("Update %s was delivered again; answered once", update.update_id)
                 return
