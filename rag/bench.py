@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ SECOND_DOCUMENT = DEFAULTS_DIR / "eval" / "docs" / "python-license.txt"
 SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else site-packages)
 # The Telegram load test is part of the test suite: only a source checkout has it.
 LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
+POSTGRES_SCRIPT = SOURCE_ROOT / "scripts" / "postgres.sh"
 WORKERS = PACKAGE_DIR / "bench_workers.py"
 MEMORY_WORKER = PACKAGE_DIR / "bench_memory.py"
 DEBIAN_PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
@@ -99,6 +102,8 @@ class Bench:
         self.work, self.ours, self.other, self.cold_runs, self.warm_runs = work, ours, other, cold_runs, warm_runs
         self.started = time.perf_counter()
         self.locations: dict[str, str] = {}  # where each checkout's workers imported `rag` from
+        self.database_url: str | None = None  # with --postgres: a server to make a database per measurement in
+        self.largest: tuple[Path, Path] | None = None  # the largest corpus slice and its index (memory breakdown)
 
     @property
     def sides(self) -> list[Checkout]:
@@ -173,6 +178,27 @@ class Bench:
             for name, results in runs.items()
         }
 
+    def postgres(self, doc: Path, tag: str, questions: list[str], figures: dict[str, dict[str, Any]]) -> None:
+        """Our engine on the PostgreSQL store, into `figures["ours"]`: the publish time (from the
+        index `measure` built) and warm latency, the median over `warm_runs` processes."""
+        assert self.database_url is not None
+        database = _new_database(self.database_url, tag)
+        self.say(f"{tag}: publishing to PostgreSQL")
+        built = self.work / f"{tag}-ours"
+        published = self.worker("ours_publish", doc, built, database, side=self.ours, timeout=BUILD_TIMEOUT_S)
+        runs = []
+        for run in range(self.warm_runs):
+            self.say(f"{tag}: warm latency on PostgreSQL {run + 1}/{self.warm_runs}")
+            replica = self.work / f"{tag}-replica"
+            runs.append(
+                self.worker("ours_warm_postgres", doc, replica, json.dumps(questions), database, side=self.ours)
+            )
+        figures["ours"] |= {
+            "pg_publish_s": published["publish_s"],
+            "pg_p50_ms": statistics.median(r["p50_ms"] for r in runs),
+            "pg_p95_ms": statistics.median(r["p95_ms"] for r in runs),
+        }
+
     def measure(self, doc: Path, tag: str, questions: list[str], starter: bool) -> dict[str, dict[str, Any]]:
         """Build, cold start and warm figures of every checkout (and the starter) on `doc`."""
         figures: dict[str, dict[str, Any]] = {}
@@ -194,6 +220,8 @@ class Bench:
             figures[name] |= values
         for values in figures.values():
             values["rate"] = values["passages"] / values["build_s"]
+        if self.database_url is not None:
+            self.postgres(doc, tag, questions, figures)
         return figures
 
 
@@ -205,29 +233,75 @@ def run(
     compare_with: Path | None = None,
     corpus_sizes: tuple[int, ...] | None = None,
     memory: bool = True,
+    postgres: bool = False,
 ) -> str:
-    """Run everything and return the printed report."""
+    """Run everything and return the printed report. `postgres`: also measure our engine on the
+    PostgreSQL store, on the server of DATABASE_URL, else on one `scripts/postgres.sh` starts."""
     ours = Checkout("ours", SOURCE_ROOT if LOAD_TEST.is_file() else None)  # a checkout's sources may not be installed
     other = Checkout(_revision(compare_with), compare_with.resolve()) if compare_with else None
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as folder:
         bench = Bench(Path(folder), ours, other, 1 if quick else cold_runs, 1 if quick else WARM_RUNS)
-        sections = [_article_section(bench, quick)]
-        corpus_file = _corpus_text(corpus if quick else corpus or _default_corpus(), bench.work)
-        sizes = corpus_sizes or (QUICK_CORPUS_SIZES if quick else CORPUS_SIZES)
-        largest: tuple[Path, Path] | None = None
-        if corpus_file is not None:
-            corpus_sections, largest = _corpus_sections(bench, corpus_file, sorted(sizes), quick)
-            sections += corpus_sections
-        elif not quick:
-            sections.append(Section("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", []))
-        if bot and not quick:
-            bench.say("Telegram load test")
-            sections.append(_bot_section())
-        breakdowns = _memory(bench, largest) if memory else {}
+        with _postgres_server(bench, postgres):
+            sections = _sections(bench, quick, corpus, corpus_sizes, bot)
+        breakdowns = _memory(bench, bench.largest) if memory else {}
         elapsed = time.perf_counter() - bench.started
     header = "rag imported from: " + ", ".join(f"{s.name} {bench.locations.get(s.name, '?')}" for s in bench.sides)
     parts = [header, table(sections, [s.name for s in bench.sides]), memory_table(breakdowns)]
     return "\n\n".join(p for p in parts if p) + f"\n\nbenchmark run time: {elapsed / 60:.1f} min"
+
+
+def _sections(
+    bench: Bench, quick: bool, corpus: Path | None, corpus_sizes: tuple[int, ...] | None, bot: bool
+) -> list[Section]:
+    """The article, the corpus slices and the bot load test."""
+    sections = [_article_section(bench, quick)]
+    corpus_file = _corpus_text(corpus if quick else corpus or _default_corpus(), bench.work)
+    sizes = corpus_sizes or (QUICK_CORPUS_SIZES if quick else CORPUS_SIZES)
+    if corpus_file is not None:
+        corpus_sections, bench.largest = _corpus_sections(bench, corpus_file, sorted(sizes), quick)
+        sections += corpus_sections
+    elif not quick:
+        sections.append(Section("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", []))
+    if bot and not quick:
+        bench.say("Telegram load test")
+        sections.append(_bot_section())
+    return sections
+
+
+@contextmanager
+def _postgres_server(bench: Bench, wanted: bool) -> Iterator[None]:
+    """Sets `bench.database_url` when `wanted`: DATABASE_URL's server, else a local one that
+    `scripts/postgres.sh` runs in the work folder for the length of the run."""
+    if not wanted:
+        yield
+        return
+    if os.environ.get("DATABASE_URL"):
+        bench.database_url = os.environ["DATABASE_URL"]
+        yield
+        return
+    if not POSTGRES_SCRIPT.is_file():
+        raise RuntimeError("--postgres needs DATABASE_URL, or a source checkout (scripts/postgres.sh)")
+    env = os.environ | {"POSTGRES_DIR": str(bench.work / "postgres"), "POSTGRES_PORT": "0", "PYTHON": sys.executable}
+    script = ["bash", str(POSTGRES_SCRIPT)]
+    bench.say("starting PostgreSQL (scripts/postgres.sh)")
+    bench.database_url = subprocess.run(
+        [*script, "start"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        yield
+    finally:
+        subprocess.run([*script, "stop"], env=env, capture_output=True, check=False)
+
+
+def _new_database(server_url: str, name: str) -> str:
+    """A new database on the server for one measurement (dropped first if it exists): its URL."""
+    import psycopg
+
+    name = "bench_" + re.sub(r"\W", "_", name)
+    with psycopg.connect(server_url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 def _article_section(bench: Bench, quick: bool) -> Section:
@@ -256,8 +330,20 @@ def _article_section(bench: Bench, quick: bool) -> Section:
         Row.of("warm latency p95 (ms)", figures, "p95_ms"),
         Row.of("peak resident memory after answering (MB)", figures, "rss_mb", ratio),
         Row.of("embedding throughput (passages/s)", figures, "embed_rate"),
+        *_postgres_rows(bench, figures),
     ]
     return Section(f"DW article ({ARTICLE.name})", rows)
+
+
+def _postgres_rows(bench: Bench, figures: dict[str, dict[str, Any]]) -> list[Row]:
+    """With --postgres: our engine on the PostgreSQL store, beside the FAISS rows above."""
+    if bench.database_url is None:
+        return []
+    return [
+        Row.of("PostgreSQL store: publishing the built index (s)", figures, "pg_publish_s"),
+        Row.of(f"PostgreSQL store: warm latency p50, median of {bench.warm_runs} (ms)", figures, "pg_p50_ms"),
+        Row.of("PostgreSQL store: warm latency p95 (ms)", figures, "pg_p95_ms"),
+    ]
 
 
 def _corpus_sections(
@@ -290,6 +376,7 @@ def _corpus_sections(
                 f"warm latency p50, {len(questions)} questions, median of {bench.warm_runs} (ms)", figures, "p50_ms"
             ),
             Row.of("warm latency p95 (ms)", figures, "p95_ms", ("max", 30.0) if big else None),
+            *_postgres_rows(bench, figures),
         ]
         text_mb = doc.stat().st_size / 2**20
         title = f"corpus slice ~{size:,} passages: {text_mb:.2f} MB of text, FAISS {figures['ours'].get('faiss', '?')}"

@@ -134,6 +134,30 @@ def ours_warm(doc: str, index_dir: str, questions: str) -> dict[str, Any]:
     return {**result, "rss_now_mb": current_rss_mb(), "rag": rag_location()}
 
 
+def _postgres_config(doc: str, index_dir: str, database_url: str) -> Any:
+    os.environ["DATABASE_URL"] = database_url
+    config = _config(doc, index_dir)
+    return config.model_copy(update={"store": config.store.model_copy(update={"backend": "postgres"})})
+
+
+def ours_publish(doc: str, index_dir: str, database_url: str) -> dict[str, Any]:
+    """Publish the index built in `index_dir` to the PostgreSQL store (the vectors and files)."""
+    from rag.pgstore import publish_index
+
+    config = _postgres_config(doc, index_dir, database_url)
+    started = time.perf_counter()
+    publish_index(config, progress=_stderr)
+    return {"publish_s": time.perf_counter() - started, "rag": rag_location()}
+
+
+def ours_warm_postgres(doc: str, index_dir: str, questions: str, database_url: str) -> dict[str, Any]:
+    """`ours_warm` on the PostgreSQL store (a replica's cache in `index_dir`)."""
+    from rag.engine import Engine
+
+    engine = Engine.open(_postgres_config(doc, index_dir, database_url))
+    return time_calls(engine.ask, json.loads(questions))
+
+
 def throughput(backend: str, passages_file: str) -> dict[str, Any]:
     passages = Path(passages_file).read_text().splitlines()
     if backend == "baseline":
@@ -204,6 +228,8 @@ WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
         baseline_warm,
         ours_build,
         ours_warm,
+        ours_publish,
+        ours_warm_postgres,
         throughput,
         slice_corpus,
     )

@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--cold-runs", type=int, default=5, help="new processes timed per cold start (the median)")
     bench.add_argument("--no-memory", action="store_true", help="skip the memory breakdown")
+    bench.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also measure the PostgreSQL store (DATABASE_URL's server, else one scripts/postgres.sh starts)",
+    )
     bench.set_defaults(handler=run_bench)
     return parser
 
@@ -377,6 +382,7 @@ def run_bench(args: argparse.Namespace) -> int:
         compare_with=args.compare_with,
         corpus_sizes=args.corpus_sizes,
         memory=not args.no_memory,
+        postgres=args.postgres,
     )
     print(report)
     return 0

@@ -27,3 +27,26 @@ def test_quick_benchmark_prints_the_comparison_table():
         line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith(row))
         numbers = re.findall(r"\d[\d,]*\.\d+", line)
         assert len(numbers) == 3, line  # ours, baseline, ratio
+
+
+def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
+    import os
+
+    env = os.environ | {"DATABASE_URL": postgres_server[2]}
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot", "--no-memory", "--postgres"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    for row in (
+        "PostgreSQL store: publishing",
+        "PostgreSQL store: warm latency p50",
+        "PostgreSQL store: warm latency p95",
+    ):
+        line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith(row))
+        assert re.findall(r"\d[\d,]*\.\d+", line), line  # a figure, in the ours column
