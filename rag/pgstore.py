@@ -48,7 +48,7 @@ LOCK_KEY = 0x72616769  # pg_advisory_lock key of the index writer ("ragi")
 INSERT_BATCH = 1000  # nodes per PGVectorStore.add call (one transaction each)
 KEEP_GENERATIONS = 2  # the current one and the one before it (a replica may still be reading it)
 EF_SEARCH = 64  # hnsw.ef_search: candidates HNSW looks at per query (pgvector's default is 40)
-HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_dist_method": "vector_ip_ops"}  # inner product, as FAISS
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults; the HNSW index is by inner product, as FAISS
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE SEQUENCE IF NOT EXISTS rag_generation_numbers;
@@ -251,7 +251,7 @@ def _publish(database: Database, stored: StoredIndex, key: str, config: Config, 
     from rag.index_files import INDEX_FILES, VECTORS
 
     generation = int(database.query("SELECT nextval('rag_generation_numbers')")[0][0])
-    _add_vectors(stored, generation, config, progress)
+    _add_vectors(database, stored, generation, config, progress)
     files = [path for name in INDEX_FILES if name != VECTORS for path in _files(stored.folder / name)]
     with database.transaction() as connection:
         connection.execute(
@@ -271,20 +271,20 @@ def _publish(database: Database, stored: StoredIndex, key: str, config: Config, 
     return generation
 
 
-def _add_vectors(stored: StoredIndex, generation: int, config: Config, progress: Progress) -> None:
-    """Every passage with its vector, through llama-index's PGVectorStore, in batches."""
+def _add_vectors(database: Database, stored: StoredIndex, generation: int, config: Config, progress: Progress) -> None:
+    """Every passage with its vector, through llama-index's PGVectorStore, in batches; then the
+    indexes: on node ids, and HNSW by inner product above `retrieval.hnsw_above` passages (built
+    once the rows are in, which is much faster than inserting into it)."""
     from llama_index.vector_stores.postgres import PGVectorStore
 
     count = len(stored.passages)
-    hnsw = count > config.retrieval.hnsw_above
     vector_store = PGVectorStore(
-        connection_string=_sqlalchemy_url(database_url()),
-        async_connection_string=_sqlalchemy_url(database_url()),
+        connection_string=_sqlalchemy_url(database.url),
+        async_connection_string=_sqlalchemy_url(database.url),
         table_name=f"rag_gen_{generation}",
         embed_dim=stored.faiss.d,
         use_jsonb=True,
         initialization_fail_on_error=True,
-        hnsw_kwargs=dict(HNSW, hnsw_ef_search=EF_SEARCH) if hnsw else None,
     )
     nodes = stored.nodes
     matrix = stored.faiss.reconstruct_n(0, count)
@@ -294,7 +294,12 @@ def _add_vectors(stored: StoredIndex, generation: int, config: Config, progress:
             node.embedding = vector.tolist()
         vector_store.add(list(batch))
         progress(f"  vectors in PostgreSQL: {min(start + INSERT_BATCH, count)}/{count}")
-    Database(database_url()).query(f"CREATE INDEX ON {vectors_table(generation)} (node_id)")
+    table = vectors_table(generation)
+    database.query(f"CREATE INDEX ON {table} (node_id)")
+    if count > config.retrieval.hnsw_above:
+        progress(f"  building the HNSW index of {count} vectors...")
+        settings = f"m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}"
+        database.query(f"CREATE INDEX ON {table} USING hnsw (embedding vector_ip_ops) WITH ({settings})")
 
 
 def _drop_old_generations(database: Database, current: int) -> None:

@@ -104,3 +104,28 @@ def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_o
     finally:
         postgres("start", folder, port)
     assert "kangaroo court" in engine.ask("What did Pompeo call the court?").text
+
+
+def test_above_hnsw_above_the_vectors_are_searched_through_an_hnsw_index(tmp_path, article, database):
+    import psycopg
+
+    config = postgres_config(tmp_path, article)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("hnsw_above: 20000", "hnsw_above: 5"), encoding="utf-8"
+    )
+    built = rag("index", "--config", str(config), "--index-dir", str(tmp_path / "w"), database_url=database)
+    assert built.returncode == 0, built.stderr
+    assert "building the HNSW index of 11 vectors" in built.stderr
+    with psycopg.connect(database) as db:
+        (definition,) = db.execute("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%%hnsw%%'").fetchone()
+        assert "vector_ip_ops" in definition
+        db.execute("SET enable_seqscan = off")
+        query = (
+            "SELECT node_id FROM data_rag_gen_1 ORDER BY embedding <#> (SELECT embedding FROM data_rag_gen_1 LIMIT 1)"
+        )
+        plan = "\n".join(row[0] for row in db.execute(f"EXPLAIN {query} LIMIT 3").fetchall())
+    assert "embedding_idx" in plan, plan  # the HNSW index answers the nearest-neighbour query
+    asked = rag(
+        "ask", "--config", str(config), "--index-dir", str(tmp_path / "r"), "Who is Bensouda?", database_url=database
+    )
+    assert asked.returncode == 0 and "Bensouda" in asked.stdout, asked.stderr
