@@ -182,7 +182,9 @@ class Bench:
         """Our engine on the PostgreSQL store, into `figures["ours"]`: the publish time (from the
         index `measure` built) and warm latency, the median over `warm_runs` processes."""
         assert self.database_url is not None
-        database = _new_database(self.database_url, tag)
+        from rag.pgstore import new_database
+
+        database = new_database(self.database_url, "bench_" + re.sub(r"\W", "_", tag))
         self.say(f"{tag}: publishing to PostgreSQL")
         built = self.work / f"{tag}-ours"
         published = self.worker("ours_publish", doc, built, database, side=self.ours, timeout=BUILD_TIMEOUT_S)
@@ -293,17 +295,6 @@ def _postgres_server(bench: Bench, wanted: bool) -> Iterator[None]:
         subprocess.run([*script, "stop"], env=env, capture_output=True, check=False)
 
 
-def _new_database(server_url: str, name: str) -> str:
-    """A new database on the server for one measurement (dropped first if it exists): its URL."""
-    import psycopg
-
-    name = "bench_" + re.sub(r"\W", "_", name)
-    with psycopg.connect(server_url, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        db.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + "/" + name
-
-
 def _article_section(bench: Bench, quick: bool) -> Section:
     questions = _questions()[: 3 if quick else None]
     figures = bench.measure(ARTICLE, "article", questions, starter=True)
@@ -340,7 +331,7 @@ def _postgres_rows(bench: Bench, figures: dict[str, dict[str, Any]]) -> list[Row
     if bench.database_url is None:
         return []
     return [
-        Row.of("PostgreSQL store: publishing the built index (s)", figures, "pg_publish_s"),
+        Row.of("PostgreSQL store: rag index of the built index, publishing it (s)", figures, "pg_publish_s"),
         Row.of(f"PostgreSQL store: warm latency p50, median of {bench.warm_runs} (ms)", figures, "pg_p50_ms"),
         Row.of("PostgreSQL store: warm latency p95 (ms)", figures, "pg_p95_ms"),
     ]

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--postgres",
         action="store_true",
-        help="also measure the PostgreSQL store (DATABASE_URL's server, else one scripts/postgres.sh starts)",
+        help="also measure the PostgreSQL store, in new databases bench_* on the server of DATABASE_URL"
+        " (else on one scripts/postgres.sh starts)",
     )
     bench.set_defaults(handler=run_bench)
     return parser

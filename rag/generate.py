@@ -27,6 +27,7 @@ message with it); only the verified text is the answer.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -152,18 +153,22 @@ class GenerativeAnswerer:
                 reply = self.llm.chat(messages).message.content
             else:
                 reply = ""
-                stream = self.llm.stream_chat(messages)
+                stream, finished = self.llm.stream_chat(messages), False
                 try:
                     for chunk in stream:
                         reply += chunk.delta or ""
                         if time.monotonic() > deadline:
                             raise TimeoutError("the streamed reply took longer than llm.timeout_s")
                         on_draft(reply)
+                    finished = True
                 finally:
-                    # closed now, with its HTTP response: left to the garbage collector, an abandoned
-                    # stream closed itself at a random moment, once inside httpcore's connection-pool
-                    # lock held by the next request, which then waited for itself forever
                     stream.close()
+                    if not finished:
+                        # An abandoned stream's HTTP response sits in a reference cycle (openai's
+                        # Stream and its generator). Left to the garbage collector, it closed itself
+                        # at a random moment: once inside httpcore's connection-pool lock, held by
+                        # the next request, which then waited for itself forever. Collect it now.
+                        gc.collect()
         except expected as exc:  # what a model server that is down, slow or broken makes the client raise
             logger.warning("LLM call failed (%s); answering extractively", type(exc).__name__)
             return None

@@ -20,16 +20,6 @@ def postgres(command: str, folder: Path, port: int = 0) -> str:
     return done.stdout.strip()
 
 
-def new_database(server_url: str, name: str) -> str:
-    """A new, empty database on the server (dropped first if a rerun left it): its URL."""
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        db.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + "/" + name
-
-
 def postgres_config(folder: Path, document: Path) -> Path:
     """The project's config.yaml with the postgres backend, on `document`."""
     text = (ROOT / "config.yaml").read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
     assert result.returncode == 0, result.stderr
     print(result.stdout)
     for row in (
-        "PostgreSQL store: publishing",
+        "PostgreSQL store: rag index",
         "PostgreSQL store: warm latency p50",
         "PostgreSQL store: warm latency p95",
     ):

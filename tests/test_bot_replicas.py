@@ -5,6 +5,7 @@ order per chat, follow-ups that cross replicas, and a replica killed mid-load.""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,11 +34,13 @@ TURNS = [
 @pytest.fixture(scope="module")
 def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
     """Two bot replicas sharing one database and one webhook URL; their base URLs."""
-    from tests.pg_harness import new_database
+    from rag.pgstore import new_database
 
     folder = tmp_path_factory.mktemp("replicas")
+    document = folder / "article.txt"  # its own copy: a test adds to it
+    shutil.copy(article, document)
     database_url = new_database(postgres_server[2], "replicas")
-    built = publish(postgres_config(folder, article), folder / "writer", database_url)
+    built = publish(postgres_config(folder, document), folder / "writer", database_url)
     assert built.returncode == 0, built.stderr
     env = {"TELEGRAM_WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url}
     with ExitStack() as stack:
@@ -49,12 +52,14 @@ def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
                 "port": port, "questions_per_minute": 1000, "messages_per_second": 1000,
                 "group_messages_per_minute": 1000,
             }  # fmt: skip
-            config = write_config(folder / f"{name}.yaml", article, telegram, store={"backend": "postgres"})
+            config = write_config(folder / f"{name}.yaml", document, telegram, store={"backend": "postgres"})
             process = stack.enter_context(
                 running_bot(fake, config, folder / f"cache-{name}", folder / f"{name}.log", onnx_dir, env)
             )
             process.url = f"http://127.0.0.1:{port}"
             wait_until_ready(process)
+            process.publish = lambda: publish(postgres_config(folder, document), folder / "writer", database_url)
+            process.document = document
             processes.append(process)
         yield processes
 
@@ -163,3 +168,14 @@ def test_while_the_database_is_away_a_question_gets_a_clear_reply_and_the_next_o
     back = {"update_id": 3_000_002, "message": fake.user_message(30_000, text="who revoked Bensouda's visa?")}
     assert post(replicas[1], back) == 200
     assert "revoked the American visa" in fake.replies_to(back["message"])[0].params["text"]
+
+
+def test_a_replica_answers_from_a_newly_published_index_at_its_next_question(fake, replicas):
+    replica = replicas[1]
+    with replica.document.open("a", encoding="utf-8") as text:
+        text.write("\n\nThe court's spokesman is Fadi El Abdallah.\n")
+    built = replica.publish()
+    assert built.returncode == 0 and "Published generation" in built.stderr, built.stderr
+    update = {"update_id": 4_000_001, "message": fake.user_message(40_000, text="Who is the court's spokesman?")}
+    assert post(replica, update) == 200
+    assert "Fadi El Abdallah" in fake.replies_to(update["message"])[0].params["text"]

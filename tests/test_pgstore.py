@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def test_index_ask_and_eval_on_postgres_give_the_faiss_metrics(tmp_path, article
     )  # fmt: skip
     assert asked.returncode == 0, asked.stderr
     assert "Fatou Bensouda" in json.loads(asked.stdout)["answer"]
-    assert not (tmp_path / "replica" / "manifest.json").exists()  # a replica builds nothing, it copies the files
+    assert [p.name for p in (tmp_path / "replica").iterdir()] == ["postgres"]  # a replica builds nothing,
+    assert (tmp_path / "replica" / "postgres" / "gen-1" / "passages.npz").is_file()  # it copies the published files
 
     reports = {}
     for backend, extra in (("postgres", ["--config", str(config)]), ("faiss", ["--doc", str(article)])):
@@ -54,23 +56,37 @@ def test_index_ask_and_eval_on_postgres_give_the_faiss_metrics(tmp_path, article
 
 
 def test_two_writers_at_once_publish_one_generation(tmp_path, article, database):
+    """Both writers are started while the test holds the writer lock, so they must overlap."""
     import psycopg
+
+    from rag.pgstore import LOCK_KEY, SCHEMA
 
     config = postgres_config(tmp_path, article)
     env = os.environ | {"DATABASE_URL": database, "HF_HUB_OFFLINE": "1"}
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "rag", "index", "--config", str(config), "--index-dir", str(tmp_path / f"w{i}")],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    with psycopg.connect(database, autocommit=True) as holder:
+        holder.execute(SCHEMA)
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "rag", "index", "--config", str(config), "--index-dir", str(tmp_path / f"w{i}")],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for i in range(2)
+        ]
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        for _ in range(600):
+            if holder.execute(waiting).fetchone() == (2,):
+                break
+            time.sleep(0.1)
+        assert holder.execute(waiting).fetchone() == (2,)  # both wait for the lock
+        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     outputs = [writer.communicate(timeout=600) for writer in writers]
     assert [writer.returncode for writer in writers] == [0, 0], outputs
+    assert all("waiting for it" in err for _, err in outputs)
     assert sorted(PUBLISHED in err for _, err in outputs) == [False, True]
     assert any("already holds this index" in err for _, err in outputs)
     with psycopg.connect(database) as db:
@@ -80,6 +96,42 @@ def test_two_writers_at_once_publish_one_generation(tmp_path, article, database)
     replica = str(tmp_path / "r")
     asked = rag("ask", "--config", str(config), "--index-dir", replica, "Who is Bensouda?", database_url=database)
     assert asked.returncode == 0 and "Bensouda" in asked.stdout, asked.stderr
+
+
+def test_a_new_generation_replaces_the_old_one_and_an_open_engine_keeps_answering(
+    tmp_path, article, database, monkeypatch
+):
+    """Publishing twice keeps the generations a replica may still read (recent ones); an engine
+    opened afterwards answers from the newest."""
+    import shutil
+
+    import psycopg
+
+    from rag.config import load_config
+    from rag.engine import Engine
+
+    document = tmp_path / "article.txt"
+    shutil.copy(article, document)
+    config_path = postgres_config(tmp_path, document)
+    monkeypatch.setenv("DATABASE_URL", database)
+    assert (
+        rag("index", "--config", str(config_path), "--index-dir", str(tmp_path / "w"), database_url=database).returncode
+        == 0
+    )
+    old = Engine.open(load_config(config_path, index_dir=tmp_path / "old"))
+    for addition in ("The court's spokesman is Fadi El Abdallah.", "The court has 18 judges."):
+        with document.open("a", encoding="utf-8") as text:
+            text.write(f"\n\n{addition}\n")
+        built = rag("index", "--config", str(config_path), "--index-dir", str(tmp_path / "w"), database_url=database)
+        assert built.returncode == 0 and PUBLISHED in built.stderr, built.stderr
+    with psycopg.connect(database) as db:
+        assert db.execute("SELECT generation FROM rag_current").fetchone() == (3,)
+        assert db.execute("SELECT count(*) FROM rag_generations").fetchone() == (3,)  # all recent: kept
+    assert old.stored.manifest["published_generation"] == 1
+    assert "Bensouda" in old.ask("Who revoked the visa?").text  # generation 1 is still there
+    new = Engine.open(load_config(config_path, index_dir=tmp_path / "new"))
+    assert new.stored.manifest["published_generation"] == 3
+    assert "18 judges" in new.ask("How many judges does the court have?").text
 
 
 def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_one_an_answer(

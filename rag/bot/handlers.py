@@ -58,6 +58,7 @@ class BotState:
     archive: AnswerArchive | SharedArchive = field(default_factory=AnswerArchive)
     refused: BoundedStore[bool] = field(default_factory=lambda: BoundedStore(100_000))
     updates: SharedUpdates | None = None  # the updates answered by any replica (webhook mode, postgres)
+    _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
     def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
@@ -79,6 +80,21 @@ class BotState:
             Conversations(engine.new_session, idle, config.max_chats),
             RateLimiter(config.questions_per_minute),
         )
+
+    async def follow_published_index(self) -> None:
+        """With the PostgreSQL store: reopen the engine when `rag index` has published a newer
+        generation than the one it answers from (one query per question; reopening copies the
+        new generation's files, in a worker thread, once for all the questions waiting)."""
+        if not isinstance(self.conversations, SharedConversations):
+            return
+        from rag.engine import Engine
+        from rag.pgstore import current_generation
+
+        async with self._reopening:
+            latest = await self.call(current_generation, self.conversations.database)
+            if latest is not None and latest != self.engine.stored.manifest.get("published_generation"):
+                logger.info("Index generation %s was published; switching to it", latest)
+                self.engine = await asyncio.to_thread(Engine.open, self.engine.config)
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """A call on the chat state: when the state is in the database (the call blocks), in a
@@ -262,12 +278,17 @@ async def answer_question(
     drafts = (
         await DraftEditor.start(message, st.config.message_chars) if st.engine.config.llm.provider != "none" else None
     )
+    await st.follow_published_index()
     session = await st.call(st.conversations.session, got.chat.id)
     answer = await asyncio.to_thread(st.engine.ask, question, session, drafts.push if drafts else None)
-    await st.call(st.conversations.save, got.chat.id, session)
-    key = await st.call(st.archive.add, got.chat.id, answer)
+    try:
+        await st.call(st.conversations.save, got.chat.id, session)
+        key: str | None = await st.call(st.archive.add, got.chat.id, answer)
+    except StoreUnavailableError as exc:  # the answer is there: send it, without its buttons
+        logger.warning("Chat %s: the answer was sent but not kept: %s", got.chat.id, exc)
+        key = None
     markup = None
-    if answer.citations and not answer.abstained:
+    if answer.citations and not answer.abstained and key is not None:
         markup = InlineKeyboardMarkup(
             [
                 [

@@ -26,6 +26,8 @@ from rag.pgstore import Database
 
 RETENTION = "7 days"  # answers behind buttons, and answered update ids
 UPDATE_LOCKS = 0x72616775  # advisory-lock class of the updates being answered ("ragu")
+RATE_LOCKS = UPDATE_LOCKS + 1  # ... and of the users whose rate is being counted
+SCHEMA_LOCK = 0x72616773  # advisory lock taken while creating the tables ("rags")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rag_bot_conversations (
     chat_id bigint PRIMARY KEY, session jsonb NOT NULL, updated timestamptz NOT NULL DEFAULT now()
@@ -43,7 +45,16 @@ CREATE INDEX IF NOT EXISTS rag_bot_updates_answered ON rag_bot_updates (answered
 
 
 def create_tables(database: Database) -> None:
-    database.query(SCHEMA)
+    """The tables, once: replicas starting together take turns (concurrent CREATE ... IF NOT
+    EXISTS of one table can fail in PostgreSQL)."""
+    with database.transaction() as connection:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        connection.execute(SCHEMA)
+
+
+def lock_id(number: int) -> int:
+    """A user or update id as the int4 half of a two-key advisory lock."""
+    return number % 2**31
 
 
 class SharedConversations:
@@ -85,7 +96,7 @@ class SharedRateLimiter:
         """Record a question and say whether it is within the limit (one transaction, with the
         user's rows locked, so two replicas cannot both let the last one through)."""
         with self.database.transaction() as connection:
-            connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", (UPDATE_LOCKS + 1, user_id % 2**31))
+            connection.execute("SELECT pg_advisory_xact_lock(%s, %s)", (RATE_LOCKS, lock_id(user_id)))
             connection.execute(
                 "DELETE FROM rag_bot_rates WHERE user_id = %s AND asked < now() - interval '60 seconds'", (user_id,)
             )
@@ -108,7 +119,7 @@ class SharedArchive:
             "INSERT INTO rag_bot_answers (key, chat_id, answer) VALUES (%s, %s, %s)",
             (key, chat_id, json.dumps(answer.to_record())),
         )
-        self.database.query(f"DELETE FROM rag_bot_answers WHERE created < now() - interval '{RETENTION}'")
+        self.database.query("DELETE FROM rag_bot_answers WHERE created < now() - %s::interval", (RETENTION,))
         return key
 
     def get(self, chat_id: int, key: str) -> Answer | None:
@@ -127,8 +138,9 @@ class SharedUpdates:
 
     def try_claim(self, update_id: int) -> str:
         """ "claimed": this replica holds the update's lock and may answer it; "answered": it was
-        answered already; "busy": another replica is answering it now."""
-        if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (UPDATE_LOCKS, update_id % 2**31))[0][0]:
+        answered already; "busy": another replica is answering it now. (Call it once per update
+        at a time: the session that holds a lock may take it again.)"""
+        if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))[0][0]:
             return "busy"
         if self.database.query("SELECT 1 FROM rag_bot_updates WHERE update_id = %s", (update_id,)):
             self.release(update_id)
@@ -136,16 +148,11 @@ class SharedUpdates:
         return "claimed"
 
     def answered(self, update_id: int) -> None:
-        """Record `update_id` as answered and release its lock, in one round trip (the sooner
-        it is recorded, the smaller the window in which a replica that dies after replying gets
-        its update answered again by another)."""
-        self.database.query(
-            "WITH recorded AS (INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING)"
-            " SELECT pg_advisory_unlock(%s, %s)",
-            (update_id, UPDATE_LOCKS, update_id % 2**31),
-        )
+        """Record `update_id` as answered (committed), then release its lock."""
+        self.database.query("INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,))
+        self.release(update_id)
         if update_id % 1000 == 0:  # now and then: forget old ones
-            self.database.query(f"DELETE FROM rag_bot_updates WHERE answered < now() - interval '{RETENTION}'")
+            self.database.query("DELETE FROM rag_bot_updates WHERE answered < now() - %s::interval", (RETENTION,))
 
     def release(self, update_id: int) -> None:
-        self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, update_id % 2**31))
+        self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))

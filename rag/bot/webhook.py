@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,7 @@ HEALTH_PATH = "/healthz"
 REMEMBERED_UPDATES = 10_000  # update_ids kept to drop a redelivered update
 SECRET_TOKEN = r"[A-Za-z0-9_-]{1,256}"  # what Telegram accepts as secret_token
 LEDGER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-updates")
+CLAIM_SECONDS = 60.0  # how long a copy waits for another replica's answer before it gets 503
 T = TypeVar("T")
 
 logger = logging.getLogger("rag.bot")
@@ -70,6 +72,10 @@ class RecentIds:
         if len(self._order) > self._size:
             self._seen.discard(self._order.popleft())
         return True
+
+    def discard(self, update_id: int) -> None:
+        """Forget `update_id` (it was not answered after all)."""
+        self._seen.discard(update_id)
 
 
 class InFlight:
@@ -100,11 +106,24 @@ async def in_ledger_thread(function: Callable[..., T], *args: Any) -> T:
 
 async def claim(updates: SharedUpdates, update_id: int, poll_seconds: float = 0.05) -> bool:
     """Whether this replica is to answer `update_id` (False: a replica answered it already).
-    While another replica is answering it, waits: Telegram posted it again because that one has
-    not acknowledged it yet, and this copy is acknowledged once it has been answered."""
+    While another replica is answering it, waits (Telegram posted it again because that one has
+    not acknowledged it yet; this copy is acknowledged once it has been answered), at most
+    `CLAIM_SECONDS`: then TimeoutError."""
+    deadline = time.monotonic() + CLAIM_SECONDS
     while (status := await in_ledger_thread(updates.try_claim, update_id)) == "busy":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"update {update_id} is held by another replica")
         await asyncio.sleep(poll_seconds)
     return status == "claimed"
+
+
+async def settle(call: Callable[[int], None], update_id: int) -> None:
+    """Record in the ledger how `update_id` ended; a database gone meanwhile is logged (this
+    process remembers the update all the same, so a copy posted to it is not answered again)."""
+    try:
+        await in_ledger_thread(call, update_id)
+    except StoreUnavailableError as exc:
+        logger.warning("Update %s: could not record it in the database: %s", update_id, exc)
 
 
 def webhook_path(url: str) -> str:
@@ -128,28 +147,40 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
             if update.update_id in answering:  # delivered again while being answered: acknowledged once it is
                 await answering[update.update_id].wait()
                 return
-            shared = application.bot_data["state"].updates if "state" in application.bot_data else None
-            try:
-                first = recent.add(update.update_id) if shared is None else await claim(shared, update.update_id)
-            except StoreUnavailableError:  # answered all the same: the handlers tell the user the store is down
-                first, shared = recent.add(update.update_id), None
-            if not first:
-                logger.info("Update %s was delivered again; answered once", update.update_id)
-                return
-            answered = answering[update.update_id] = asyncio.Event()
+            answered = answering[update.update_id] = asyncio.Event()  # before any await: a copy now waits
             try:
                 with in_flight.tracked():  # answered before acknowledged; in order per chat, as in polling
-                    await application.update_processor.process_update(update, application.process_update(update))
-            except BaseException:
-                if shared is not None:  # not answered: a copy posted again may be taken by any replica
-                    await in_ledger_thread(shared.release, update.update_id)
-                raise
-            else:
-                if shared is not None:
-                    await in_ledger_thread(shared.answered, update.update_id)
+                    await answer_once(update)
             finally:
                 answered.set()
                 del answering[update.update_id]
+
+    async def answer_once(update: Update) -> None:
+        """Answer `update` unless this process or (with the shared store) any replica did."""
+        update_id = update.update_id
+        if not recent.add(update_id):
+            logger.info("Update %s was delivered again; answered once", update_id)
+            return
+        shared = application.bot_data["state"].updates if "state" in application.bot_data else None
+        try:
+            first = True if shared is None else await claim(shared, update_id)
+        except StoreUnavailableError:  # answered all the same: the handlers tell the user the store is down
+            first, shared = True, None
+        except TimeoutError:  # another replica holds it too long: Telegram will post it again
+            recent.discard(update_id)
+            raise tornado.web.HTTPError(503) from None
+        if not first:
+            logger.info("Update %s was answered by another replica", update_id)
+            return
+        try:
+            await application.update_processor.process_update(update, application.process_update(update))
+        except BaseException:
+            recent.discard(update_id)  # not answered: a copy posted again is answered
+            if shared is not None:
+                await settle(shared.release, update_id)
+            raise
+        if shared is not None:
+            await settle(shared.answered, update_id)
 
     class HealthHandler(tornado.web.RequestHandler):
         def get(self) -> None:
