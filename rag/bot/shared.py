@@ -10,8 +10,8 @@ Same interfaces as the in-memory `rag.bot.state` classes, on small tables with r
 
 So a follow-up posted to another replica is answered as a follow-up, a button works on any
 replica, and a user's rate is counted across them. Every call is a blocking database call: the
-handlers make them in a worker thread. Old rows are deleted as new ones come (answers and
-updates after `RETENTION`, conversations after the idle time).
+handlers make them in a worker thread. Old rows are deleted every `CLEANUP_EVERY` answers
+(answers and updates after `RETENTION`, conversations after the idle time).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rag.chat import ChatSession
 from rag.pgstore import Database
 
 RETENTION = "7 days"  # answers behind buttons, and answered update ids
+CLEANUP_EVERY = 100  # saved conversations between two deletions of old rows (kept off each answer)
 UPDATE_LOCKS = 0x72616775  # advisory-lock class of the updates being answered ("ragu")
 RATE_LOCKS = UPDATE_LOCKS + 1  # ... and of the users whose rate is being counted
 SCHEMA_LOCK = 0x72616773  # advisory lock taken while creating the tables ("rags")
@@ -52,6 +53,16 @@ def create_tables(database: Database) -> None:
         connection.execute(SCHEMA)
 
 
+def forget_old_rows(database: Database, idle_seconds: float) -> None:
+    """Delete what no replica will read again: idle conversations (a question after the idle
+    time starts afresh anyway), and answers and update ids older than `RETENTION`."""
+    database.query(
+        "DELETE FROM rag_bot_conversations WHERE updated < now() - make_interval(secs => %s)", (idle_seconds,)
+    )
+    database.query("DELETE FROM rag_bot_answers WHERE created < now() - %s::interval", (RETENTION,))
+    database.query("DELETE FROM rag_bot_updates WHERE answered < now() - %s::interval", (RETENTION,))
+
+
 def lock_id(number: int) -> int:
     """A user or update id as the int4 half of a two-key advisory lock."""
     return number % 2**31
@@ -62,6 +73,7 @@ class SharedConversations:
 
     def __init__(self, database: Database, new_session: Callable[[], ChatSession], idle_seconds: float):
         self.database, self.new_session, self.idle_seconds = database, new_session, idle_seconds
+        self.saves = 0
 
     def session(self, chat_id: int) -> ChatSession:
         """This chat's session, fresh if it never had one or was idle too long."""
@@ -78,9 +90,9 @@ class SharedConversations:
             "ON CONFLICT (chat_id) DO UPDATE SET session = excluded.session, updated = now()",
             (chat_id, json.dumps(session.to_record())),
         )
-        self.database.query(
-            "DELETE FROM rag_bot_conversations WHERE updated < now() - make_interval(secs => %s)", (self.idle_seconds,)
-        )
+        self.saves += 1
+        if self.saves % CLEANUP_EVERY == 0:
+            forget_old_rows(self.database, self.idle_seconds)
 
     def reset(self, chat_id: int) -> None:
         self.database.query("DELETE FROM rag_bot_conversations WHERE chat_id = %s", (chat_id,))
@@ -119,7 +131,6 @@ class SharedArchive:
             "INSERT INTO rag_bot_answers (key, chat_id, answer) VALUES (%s, %s, %s)",
             (key, chat_id, json.dumps(answer.to_record())),
         )
-        self.database.query("DELETE FROM rag_bot_answers WHERE created < now() - %s::interval", (RETENTION,))
         return key
 
     def get(self, chat_id: int, key: str) -> Answer | None:
@@ -151,8 +162,6 @@ class SharedUpdates:
         """Record `update_id` as answered (committed), then release its lock."""
         self.database.query("INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,))
         self.release(update_id)
-        if update_id % 1000 == 0:  # now and then: forget old ones
-            self.database.query("DELETE FROM rag_bot_updates WHERE answered < now() - %s::interval", (RETENTION,))
 
     def release(self, update_id: int) -> None:
         self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))
