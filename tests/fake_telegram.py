@@ -273,6 +273,7 @@ class FakeTelegram(LocalServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, without a 40 ms delayed-ACK stall
 
             def do_POST(self) -> None:  # noqa: N802
                 prefix = f"/bot{fake.token}/"
