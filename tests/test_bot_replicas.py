@@ -189,3 +189,31 @@ def test_a_replica_answers_from_a_newly_published_index_at_its_next_question(fak
     update = {"update_id": 4_000_001, "message": fake.user_message(40_000, text="Who is the court's spokesman?")}
     assert post(replica, update) == 200
     assert "Fadi El Abdallah" in fake.replies_to(update["message"])[0].params["text"]
+
+
+def callback(fake: FakeTelegram, update_id: int, message: dict, data: str, user_id: int) -> dict:
+    user = {"id": user_id, "is_bot": False, "first_name": "User"}
+    query = {"id": f"cq{update_id}", "from": user, "chat_instance": "ci", "data": data, "message": message}
+    return {"update_id": update_id, "callback_query": query}
+
+
+def test_buttons_and_sources_work_on_the_other_replica_and_only_in_their_own_chat(fake, replicas):
+    chat, other = 50_000, 50_001
+    question = {"update_id": 5_000_001, "message": fake.user_message(chat, text="who revoked Bensouda's visa?")}
+    assert post(replicas[0], question) == 200
+    (answer,) = fake.replies_to(question["message"])
+    markup = answer.params["reply_markup"]["inline_keyboard"]
+    keys = {b["text"]: b["callback_data"] for row in markup for b in row}
+    assert post(replicas[1], callback(fake, 5_000_002, answer.result, keys["Sources"], chat)) == 200
+    assert post(replicas[0], callback(fake, 5_000_003, answer.result, keys["More context"], chat)) == 200
+    sources, context = (c.params["text"] for c in fake.replies_to(answer.result))
+    assert "revoked the American visa" in sources and "paragraph" in sources
+    assert "(cited)" in context and "revoked the American visa" in context
+    command = {"update_id": 5_000_004, "message": fake.user_message(chat, text="/sources")}
+    command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": len("/sources")}]
+    assert post(replicas[1], command) == 200
+    assert "revoked the American visa" in fake.replies_to(command["message"])[0].params["text"]
+    elsewhere = fake.user_message(other, text="hello")  # the key of chat's answer, tapped in another chat
+    assert post(replicas[1], callback(fake, 5_000_005, elsewhere, keys["Sources"], other)) == 200
+    assert "expired" in fake.sent(method="answerCallbackQuery")[-1].params["text"]
+    assert fake.sent(other) == []

@@ -1,0 +1,89 @@
+"""The bot's shared chat state (`rag.bot.shared`) on a real PostgreSQL from `scripts/postgres.sh`:
+two `Database` objects play two replicas, each with its own connection."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rag.answer import Answer, Citation
+from rag.bot.shared import (
+    SharedArchive,
+    SharedConversations,
+    SharedRateLimiter,
+    SharedUpdates,
+    create_tables,
+    forget_old_rows,
+)
+from rag.chat import ChatSession
+from rag.pgstore import Database
+
+
+@pytest.fixture
+def replicas(database):
+    """Two connections to one database with the bot's tables, as two replicas have."""
+    first, second = Database(database), Database(database)
+    create_tables(first)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def an_answer(question: str = "who revoked the visa?") -> Answer:
+    citation = Citation(1, "The administration revoked the visa.", 0, 36, 1, 0.9, "doc.txt")
+    return Answer(question, "The administration revoked the visa. [1]", False, [citation], parts=[(citation.text, 1)])
+
+
+def test_a_conversation_saved_by_one_replica_is_read_by_the_other_until_it_idles(replicas):
+    first, second = replicas
+    session = ChatSession(history_turns=3)
+    session.add("who revoked the visa?", an_answer())
+    SharedConversations(first, ChatSession, idle_seconds=600).save(7, session)
+    assert SharedConversations(second, ChatSession, idle_seconds=600).session(7) == session
+    assert SharedConversations(second, ChatSession, idle_seconds=0).session(7) == ChatSession()  # idle: afresh
+    SharedConversations(second, ChatSession, idle_seconds=600).reset(7)
+    assert SharedConversations(first, ChatSession, idle_seconds=600).session(7) == ChatSession()
+
+
+def test_an_archived_answer_opens_on_any_replica_but_only_in_its_own_chat(replicas):
+    first, second = replicas
+    key = SharedArchive(first).add(7, an_answer())
+    assert SharedArchive(second).get(7, key) == an_answer()
+    assert SharedArchive(second).get(8, key) is None
+    assert SharedArchive(second).get(7, "no-such-key") is None
+
+
+def test_the_rate_limit_counts_a_users_questions_on_all_replicas_at_once(replicas):
+    limiters = [SharedRateLimiter(database, per_minute=5) for database in replicas]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both replicas at the same moment, 10 questions each
+        allowed = list(pool.map(lambda limiter: [limiter.allow(42) for _ in range(10)], limiters))
+    assert sum(map(sum, allowed)) == 5
+    assert limiters[0].allow(43)  # another user has a limit of their own
+
+
+def test_an_update_is_claimed_by_one_replica_and_freed_when_its_connection_dies(replicas, database):
+    first, second = SharedUpdates(replicas[0]), SharedUpdates(replicas[1])
+    assert first.try_claim(1) == "claimed"
+    assert second.try_claim(1) == "busy"
+    first.answered(1)
+    assert second.try_claim(1) == "answered"
+    assert first.try_claim(2) == "claimed"
+    replicas[0].close()  # as when the replica dies: its session, and the lock, end
+    assert second.try_claim(2) == "claimed"
+    second.release(2)
+    assert first.try_claim(2) == "claimed"  # released without an answer: free again
+
+
+def test_old_rows_are_forgotten_and_recent_ones_kept(replicas):
+    first, _ = replicas
+    SharedConversations(first, ChatSession, idle_seconds=600).save(7, ChatSession())
+    key = SharedArchive(first).add(7, an_answer())
+    first.query("INSERT INTO rag_bot_updates (update_id, answered) VALUES (1, now() - interval '8 days'), (2, now())")
+    first.query("UPDATE rag_bot_answers SET created = now() - interval '8 days' WHERE key = %s", (key,))
+    forget_old_rows(first, idle_seconds=600)
+    assert first.query("SELECT update_id FROM rag_bot_updates") == [(2,)]
+    assert SharedArchive(first).get(7, key) is None
+    assert first.query("SELECT chat_id FROM rag_bot_conversations") == [(7,)]
+    forget_old_rows(first, idle_seconds=0)
+    assert first.query("SELECT chat_id FROM rag_bot_conversations") == []
