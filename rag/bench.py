@@ -182,7 +182,7 @@ class Bench:
         """Our engine on the PostgreSQL store, into `figures["ours"]`: the publish time (from the
         index `measure` built) and warm latency, the median over `warm_runs` processes."""
         assert self.database_url is not None
-        from rag.pgstore import new_database
+        from rag.database import new_database
 
         database = new_database(self.database_url, "bench_" + re.sub(r"\W", "_", tag))
         self.say(f"{tag}: publishing to PostgreSQL")

@@ -142,7 +142,7 @@ def _postgres_config(doc: str, index_dir: str, database_url: str) -> Any:
 
 def ours_publish(doc: str, index_dir: str, database_url: str) -> dict[str, Any]:
     """Publish the index built in `index_dir` to the PostgreSQL store (the vectors and files)."""
-    from rag.pgstore import publish_index
+    from rag.pgpublish import publish_index
 
     config = _postgres_config(doc, index_dir, database_url)
     started = time.perf_counter()

@@ -159,7 +159,7 @@ def open_engine(config: Config, rebuild: bool = False) -> Engine:
 def run_index(args: argparse.Namespace) -> int:
     config = load(args)
     if config.store.backend == "postgres":
-        from rag.pgstore import publish_index
+        from rag.pgpublish import publish_index
 
         publish_index(config, args.rebuild, progress=lambda message: print(message, file=sys.stderr, flush=True))
         args.rebuild = False  # the published index is the one just built

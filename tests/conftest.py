@@ -96,7 +96,7 @@ def postgres_server(tmp_path_factory):
 @pytest.fixture
 def database(postgres_server, request) -> str:
     """A new, empty database for one test: its DATABASE_URL."""
-    from rag.pgstore import new_database
+    from rag.database import new_database
 
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name.lower())[:50]
     return new_database(postgres_server[2], name)

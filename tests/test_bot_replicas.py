@@ -34,7 +34,7 @@ TURNS = [
 @pytest.fixture(scope="module")
 def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
     """Two bot replicas sharing one database and one webhook URL; their base URLs."""
-    from rag.pgstore import new_database
+    from rag.database import new_database
 
     folder = tmp_path_factory.mktemp("replicas")
     document = folder / "article.txt"  # its own copy: a test adds to it
@@ -116,52 +116,6 @@ def test_100_chats_5_questions_posted_alternately_to_two_replicas_are_answered_o
             assert expected in call.params["text"], (chat, call.params["text"])
 
 
-def test_a_replica_killed_mid_load_leaves_its_unacknowledged_updates_to_the_other(fake, replicas):
-    """Telegram posts an update again when it got no 2xx: here, to the surviving replica, which
-    answers it once. The victim may have sent its reply before it died unacknowledged: that
-    update is answered twice (at least once; no replica can tell whether the reply went out)."""
-    victim, survivor = replicas
-    chats = range(20_000, 20_030)
-    updates = {chat: conversation(fake, chat, 2_000_000 + 10 * chat)[:3] for chat in chats}
-    acknowledged_by_victim: list[dict] = []
-    redelivered_at: dict[int, float] = {}  # update_id -> when it was posted to the survivor
-
-    def ask_in_order(chat: int) -> None:
-        for update in updates[chat]:
-            if victim.poll() is None and post(victim, update) == 200:
-                acknowledged_by_victim.append(update)
-                continue
-            redelivered_at[update["update_id"]] = time.monotonic()
-            assert post(survivor, update) == 200
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        work = [pool.submit(ask_in_order, chat) for chat in chats]
-        fake.wait_until(lambda: len(acknowledged_by_victim) >= 20, timeout=120)
-        victim.send_signal(signal.SIGKILL)
-        for done in work:
-            done.result()
-    victim.wait()
-    everything = [u for chat_updates in updates.values() for u in chat_updates]
-    replies = {u["update_id"]: fake.replies_to(u["message"]) for u in everything}
-    assert all(len(replies[u["update_id"]]) == 1 for u in acknowledged_by_victim)  # acknowledged: answered once
-    assert redelivered_at, "the victim was killed after every update had been answered"
-    for update_id, posted_at in redelivered_at.items():
-        before = [r for r in replies[update_id] if r.at < posted_at]  # only the victim had it then
-        after = [r for r in replies[update_id] if r.at >= posted_at]
-        # the victim's reply, if it went out, and the survivor's, unless the victim had recorded its own
-        assert len(before) <= 1 and len(after) <= 1 and before + after, (update_id, len(before), len(after))
-    twice = sum(len(r) == 2 for r in replies.values())
-    print(
-        f"\nkilled after {len(acknowledged_by_victim)} acknowledged; {len(redelivered_at)} redelivered;"
-        f" answered twice (the victim's reply had gone out): {twice} of {len(everything)}"
-    )
-    with ThreadPoolExecutor(max_workers=10) as pool:  # every update posted once more: all were recorded
-        assert set(pool.map(lambda update: post(survivor, update), everything)) == {200}
-    assert {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything} == {
-        update_id: len(calls) for update_id, calls in replies.items()
-    }
-
-
 def test_while_the_database_is_away_a_question_gets_a_clear_reply_and_the_next_one_an_answer(
     fake, replicas, postgres_server
 ):
@@ -217,3 +171,50 @@ def test_buttons_and_sources_work_on_the_other_replica_and_only_in_their_own_cha
     assert post(replicas[1], callback(fake, 5_000_005, elsewhere, keys["Sources"], other)) == 200
     assert "expired" in fake.sent(method="answerCallbackQuery")[-1].params["text"]
     assert fake.sent(other) == []
+
+
+def test_a_replica_killed_mid_load_leaves_its_unacknowledged_updates_to_the_other(fake, replicas):
+    """Telegram posts an update again when it got no 2xx: here, to the surviving replica, which
+    answers it once. The victim may have sent its reply before it died unacknowledged: that
+    update is answered twice (at least once; no replica can tell whether the reply went out).
+    Last in this module: it leaves one replica."""
+    victim, survivor = replicas
+    chats = range(20_000, 20_030)
+    updates = {chat: conversation(fake, chat, 2_000_000 + 10 * chat)[:3] for chat in chats}
+    acknowledged_by_victim: list[dict] = []
+    redelivered_at: dict[int, float] = {}  # update_id -> when it was posted to the survivor
+
+    def ask_in_order(chat: int) -> None:
+        for update in updates[chat]:
+            if victim.poll() is None and post(victim, update) == 200:
+                acknowledged_by_victim.append(update)
+                continue
+            redelivered_at[update["update_id"]] = time.monotonic()
+            assert post(survivor, update) == 200
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        work = [pool.submit(ask_in_order, chat) for chat in chats]
+        fake.wait_until(lambda: len(acknowledged_by_victim) >= 20, timeout=120)
+        victim.send_signal(signal.SIGKILL)
+        for done in work:
+            done.result()
+    victim.wait()
+    everything = [u for chat_updates in updates.values() for u in chat_updates]
+    replies = {u["update_id"]: fake.replies_to(u["message"]) for u in everything}
+    assert all(len(replies[u["update_id"]]) == 1 for u in acknowledged_by_victim)  # acknowledged: answered once
+    assert redelivered_at, "the victim was killed after every update had been answered"
+    for update_id, posted_at in redelivered_at.items():
+        before = [r for r in replies[update_id] if r.at < posted_at]  # only the victim had it then
+        after = [r for r in replies[update_id] if r.at >= posted_at]
+        # the victim's reply, if it went out, and the survivor's, unless the victim had recorded its own
+        assert len(before) <= 1 and len(after) <= 1 and before + after, (update_id, len(before), len(after))
+    twice = sum(len(r) == 2 for r in replies.values())
+    print(
+        f"\nkilled after {len(acknowledged_by_victim)} acknowledged; {len(redelivered_at)} redelivered;"
+        f" answered twice (the victim's reply had gone out): {twice} of {len(everything)}"
+    )
+    with ThreadPoolExecutor(max_workers=10) as pool:  # every update posted once more: all were recorded
+        assert set(pool.map(lambda update: post(survivor, update), everything)) == {200}
+    assert {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything} == {
+        update_id: len(calls) for update_id, calls in replies.items()
+    }

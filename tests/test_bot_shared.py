@@ -17,7 +17,7 @@ from rag.bot.shared import (
     forget_old_rows,
 )
 from rag.chat import ChatSession
-from rag.pgstore import Database
+from rag.database import Database
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_two_writers_at_once_publish_one_generation(tmp_path, article, database)
     """Both writers are started while the test holds the writer lock, so they must overlap."""
     import psycopg
 
-    from rag.pgstore import LOCK_KEY, SCHEMA
+    from rag.pgpublish import LOCK_KEY, SCHEMA
 
     config = postgres_config(tmp_path, article)
     env = os.environ | {"DATABASE_URL": database, "HF_HUB_OFFLINE": "1"}

@@ -26,9 +26,9 @@ from rag.bot.shared import SharedArchive, SharedConversations, SharedRateLimiter
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
+from rag.database import Database, database_url
 from rag.engine import Engine, check_question
 from rag.errors import QuestionError, StoreUnavailableError
-from rag.pgstore import Database, database_url
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)

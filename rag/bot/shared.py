@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from rag.answer import Answer
 from rag.chat import ChatSession
-from rag.pgstore import Database
+from rag.database import Database
 
 RETENTION = "7 days"  # answers behind buttons, and answered update ids
 CLEANUP_EVERY = 100  # saved conversations between two deletions of old rows (kept off each answer)

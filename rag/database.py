@@ -1,0 +1,131 @@
+"""The connection to PostgreSQL that the store and the bot's shared state use: `DATABASE_URL`
+from the environment, shown in messages without its password; a dropped connection replaced at
+its next use, and a server that cannot be reached raised as `StoreUnavailableError`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rag.errors import ConfigError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg
+
+EF_SEARCH = 64  # hnsw.ef_search: candidates HNSW looks at per query (pgvector's default is 40)
+
+
+def database_url() -> str:
+    """`DATABASE_URL` from the environment; ConfigError when it is missing or not a postgresql:// URL."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        raise ConfigError(
+            "store.backend: postgres needs DATABASE_URL in the environment "
+            "(for a local server: export DATABASE_URL=$(bash scripts/postgres.sh start))"
+        )
+    if url.split("://", 1)[0] not in ("postgres", "postgresql"):
+        raise ConfigError("DATABASE_URL must be a postgresql://USER:PASSWORD@HOST:PORT/DATABASE URL")
+    return url
+
+
+def shown(url: str) -> str:
+    """The database `url` names, without its password (nor any other secret), for messages."""
+    import psycopg
+
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured database"
+    user, host, port, name = (parts.get(key, "") for key in ("user", "host", "port", "dbname"))
+    return f"postgresql://{user}@{host}:{port or 5432}/{name}"
+
+
+def new_database(server_url: str, name: str) -> str:
+    """A new, empty database `name` on the server of `server_url` (dropped first when it exists):
+    its connection string. For tests and benchmarks."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        db.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+class Database:
+    """One connection to the database, opened when first needed. A connection the server
+    dropped while it sat idle (a restart) is replaced once, at its next use; when the server
+    cannot be reached, a call raises `StoreUnavailableError`, and the next one tries again.
+    `epoch` counts the connections opened: session-level advisory locks die with a connection,
+    so a holder compares epochs to know its locks are still held."""
+
+    def __init__(self, url: str, ef_search: int = EF_SEARCH):
+        self.url, self.ef_search = url, ef_search
+        self.epoch = 0
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.Lock()  # answering threads share one engine
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with self._lock:
+            stale = self._connection is not None
+            while True:
+                try:
+                    cursor = self._connect().execute(sql, params)
+                    return cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError as exc:
+                    broken = self._connection is None or self._connection.broken
+                    if broken:
+                        self.close()
+                    if not (broken and stale):  # a live connection's error (a timeout), or no server at all
+                        raise self.unavailable(exc) from None
+                    stale = False  # the old connection was dead: once more, on a new one
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """The connection inside one transaction (committed at the end, rolled back on error)."""
+        import psycopg
+
+        self.query("SELECT 1")  # replaces a connection the server dropped
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection.transaction():
+                    yield connection
+            except psycopg.OperationalError as exc:
+                if self._connection is not None and self._connection.broken:
+                    self.close()
+                raise self.unavailable(exc) from None
+
+    def unavailable(self, exc: Exception) -> StoreUnavailableError:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreUnavailableError(f"the database at {shown(self.url)} is unavailable ({reason}); try again shortly")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> psycopg.Connection:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        if self._connection is None or self._connection.closed:
+            # keepalives: a replica whose host vanished loses its session (and its locks) in
+            # about 25 s instead of the kernel's two hours
+            connection = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=10,
+                keepalives_interval=5, keepalives_count=3,
+            )  # fmt: skip
+            connection.execute(f"SET hnsw.ef_search = {int(self.ef_search)}")  # HNSW returns at most this many
+            try:
+                register_vector(connection)
+            except psycopg.ProgrammingError:  # no vector extension yet: nothing was published
+                pass
+            self._connection = connection
+            self.epoch += 1
+        return self._connection
