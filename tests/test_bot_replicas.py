@@ -17,7 +17,7 @@ import pytest
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER
 from tests.bot_harness import free_port, running_bot, write_config
 from tests.fake_telegram import FakeTelegram
-from tests.pg_harness import postgres, postgres_config, publish
+from tests.pg_harness import postgres, postgres_config, publish, table_locked, wait_until_a_query_waits_for
 
 SECRET = "replicas-Secret_1"
 PATH = "/tg"
@@ -60,6 +60,7 @@ def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
             wait_until_ready(process)
             process.publish = lambda: publish(postgres_config(folder, document), folder / "writer", database_url)
             process.document = document
+            process.database_url = database_url
             processes.append(process)
         yield processes
 
@@ -116,16 +117,26 @@ def test_100_chats_5_questions_posted_alternately_to_two_replicas_are_answered_o
             assert expected in call.params["text"], (chat, call.params["text"])
 
 
-def test_while_the_database_is_away_a_question_gets_a_clear_reply_and_the_next_one_an_answer(
+def test_the_database_stopping_mid_question_gives_a_clear_reply_and_the_next_question_an_answer(
     fake, replicas, postgres_server
 ):
+    import psycopg
+
+    from rag.pgstore import vectors_table
+
     folder, port, _ = postgres_server
+    database_url = replicas[1].database_url
+    with psycopg.connect(database_url) as connection:
+        table = vectors_table(connection.execute("SELECT generation FROM rag_current").fetchone()[0])
     away = {"update_id": 3_000_001, "message": fake.user_message(30_000, text="who revoked Bensouda's visa?")}
-    postgres("stop", folder)
-    try:
-        assert post(replicas[1], away) == 200
-    finally:
-        postgres("start", folder, port)
+    with ThreadPoolExecutor(max_workers=1) as pool, table_locked(database_url, table):
+        posted = pool.submit(post, replicas[1], away)
+        wait_until_a_query_waits_for(database_url, table)  # the question is inside its vector search
+        postgres("stop", folder)
+        try:
+            assert posted.result(timeout=120) == 200
+        finally:
+            postgres("start", folder, port)
     assert [c.params["text"] for c in fake.sent(30_000)] == [
         "The document store is unavailable right now. Please ask again in a minute."
     ]

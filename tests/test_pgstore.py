@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.pg_harness import postgres, postgres_config
+from tests.pg_harness import postgres, postgres_config, table_locked, wait_until_a_query_waits_for
 
 PUBLISHED = "Published generation"
 
@@ -134,12 +135,13 @@ def test_a_new_generation_replaces_the_old_one_and_an_open_engine_keeps_answerin
     assert "18 judges" in new.ask("How many judges does the court have?").text
 
 
-def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_one_an_answer(
+def test_the_database_stopping_mid_question_gives_a_clear_error_and_the_next_one_an_answer(
     tmp_path, article, database, postgres_server, monkeypatch
 ):
     from rag.config import load_config
     from rag.engine import Engine
     from rag.errors import StoreUnavailableError
+    from rag.pgstore import vectors_table
 
     config_path = postgres_config(tmp_path, article)
     built = rag("index", "--config", str(config_path), "--index-dir", str(tmp_path / "w"), database_url=database)
@@ -149,12 +151,18 @@ def test_a_question_while_the_database_is_away_gets_a_clear_error_and_the_next_o
     assert "Bensouda" in engine.ask("Who revoked the visa?").text
 
     folder, port, _ = postgres_server
-    postgres("stop", folder)
-    try:
-        with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):
-            engine.ask("What did Pompeo call the court?")
-    finally:
-        postgres("start", folder, port)
+    table = vectors_table(engine.stored.manifest["published_generation"])
+    with ThreadPoolExecutor(max_workers=1) as pool, table_locked(database, table):
+        asked = pool.submit(engine.ask, "What did Pompeo call the court?")
+        wait_until_a_query_waits_for(database, table)  # the question is inside its vector search
+        postgres("stop", folder)
+        try:
+            with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):
+                asked.result(timeout=120)
+            with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):  # and one asked meanwhile
+                engine.ask("What did Pompeo call the court?")
+        finally:
+            postgres("start", folder, port)
     assert "kangaroo court" in engine.ask("What did Pompeo call the court?").text
 
 
