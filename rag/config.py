@@ -53,7 +53,7 @@ class EmbeddingConfig(_Section):
 
 
 class StoreConfig(_Section):
-    backend: Literal["faiss", "postgres"] = "faiss"  # postgres: DATABASE_URL from the environment (rag.pgstore)
+    backend: Literal["faiss", "postgres"] = "faiss"  # postgres: DATABASE_URL from the environment (rag.database)
 
 
 class ChunkingConfig(_Section):

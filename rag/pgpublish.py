@@ -1,6 +1,7 @@
 """Publishing an index to the PostgreSQL store (`rag index` with `store.backend: postgres`): a
 new generation, written under an advisory lock so that two writers at once give one winner, and
-swapped in for the replicas in one transaction (the tables are described in `rag.pgstore`)."""
+swapped in for the replicas in one transaction. `SCHEMA` creates the tables, which `rag.pgstore`
+describes."""
 
 from __future__ import annotations
 

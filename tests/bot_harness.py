@@ -37,14 +37,16 @@ def running_bot(
     log: Path,
     onnx_dir: Path,
     extra_env: dict[str, str] | None = None,
+    client: str = "",
 ):
-    """The bot process, ready (command menu registered); stopped with SIGTERM afterwards."""
+    """The bot process, ready (command menu registered); stopped with SIGTERM afterwards. With
+    `client`, the fake records its calls with `via=client`."""
     env = (
         (extra_env or {})
         | os.environ
         | {
             "TELEGRAM_BOT_TOKEN": fake.token,
-            "TELEGRAM_API_BASE_URL": fake.base_url,
+            "TELEGRAM_API_BASE_URL": fake.base_url_for(client) if client else fake.base_url,
             "RAG_CONFIG": str(config),
             "RAG_INDEX_DIR": str(index_dir),
             "RAG_ONNX_DIR": str(onnx_dir),

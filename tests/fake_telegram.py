@@ -31,6 +31,7 @@ BOT_USER = {
     "can_read_all_group_messages": False,
     "supports_inline_queries": False,
 }
+VIA = "via-"  # a base URL path /via-NAME/bot... records the calls as NAME's
 RAW_STRING_FIELDS = {"text", "parse_mode", "callback_query_id", "action", "description", "short_description"}
 
 
@@ -41,6 +42,7 @@ class Call:
     at: float
     ok: bool = True
     result: Any = None
+    via: str = ""  # which client sent it, when its base URL names one (`FakeTelegram.base_url_for`)
 
 
 @dataclass
@@ -57,6 +59,18 @@ class FakeTelegram(LocalServer):
         self.pushed_at: dict[int, float] = {}  # user message id -> when it was pushed
         self.files: dict[str, bytes] = {}  # file_id -> content, for getFile and downloads
         LocalServer.__init__(self, self._handler_class(), "/bot")
+
+    def base_url_for(self, client: str) -> str:
+        """A base URL for one client (one bot replica): its calls are recorded with `via=client`."""
+        return self.base_url.replace("/bot", f"/{VIA}{client}/bot", 1)
+
+    @staticmethod
+    def split_via(path: str) -> tuple[str, str]:
+        """(the client a request path names, the path without it)."""
+        if not path.startswith(f"/{VIA}"):
+            return "", path
+        client, _, rest = path[len(VIA) + 1 :].partition("/")
+        return client, f"/{rest}"
 
     # ---- scripting ----
     def fail_next(self, method: str, kind: str, count: int = 1, retry_after: int = 1) -> None:
@@ -83,8 +97,6 @@ class FakeTelegram(LocalServer):
     ) -> dict:
         """A user's text message (or an edit of one); returns the message."""
         message = self.user_message(chat_id, user_id, chat_type, text=text)
-        if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         if edited:
@@ -101,7 +113,11 @@ class FakeTelegram(LocalServer):
             {"title": "Group"} if chat_type != "private" else {"first_name": "U"}
         )
         user = {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "User"}
-        return {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user, **content}
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": user, **content}
+        text = content.get("text", "")
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return message
 
     def push_document(
         self, chat_id: int, file_name: str, content: bytes, user_id: int | None = None, mime_type: str = "text/plain"
@@ -130,18 +146,13 @@ class FakeTelegram(LocalServer):
         return content
 
     def push_callback(self, message: dict, data: str, user_id: int) -> None:
+        self.push(self.callback(message, data, user_id))
+
+    def callback(self, message: dict, data: str, user_id: int) -> dict:
+        """An update (without its update_id) of `user_id` tapping the button `data` under `message`."""
         user = {"id": user_id, "is_bot": False, "first_name": "User"}
-        self.push(
-            {
-                "callback_query": {
-                    "id": f"cq{next(self.message_ids)}",
-                    "from": user,
-                    "chat_instance": "ci",
-                    "data": data,
-                    "message": message,
-                }
-            }
-        )
+        query = {"id": f"cq{next(self.message_ids)}", "from": user, "chat_instance": "ci", "data": data}
+        return {"callback_query": query | {"message": message}}
 
     # ---- reading ----
     def sent(self, chat_id: int | None = None, method: str = "sendMessage") -> list[Call]:
@@ -170,14 +181,14 @@ class FakeTelegram(LocalServer):
                 self.lock.wait(min(remaining, 0.2))
 
     # ---- the Bot API ----
-    def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict] | None:
+    def handle(self, method: str, params: dict[str, Any], via: str = "") -> tuple[int, dict] | None:
         """Returns (status, body), or None to drop the connection."""
         with self.lock:
             fault = self.faults[method].popleft() if self.faults.get(method) else None
             if fault and fault[0] == "parse" and params.get("parse_mode") != "HTML":
                 self.faults[method].appendleft(fault)  # only HTML can fail to parse
                 fault = None
-            call = Call(method, params, time.monotonic(), ok=fault is None)
+            call = Call(method, params, time.monotonic(), ok=fault is None, via=via)
             self.calls.append(call)
             self.lock.notify_all()
         if fault:
@@ -276,6 +287,7 @@ class FakeTelegram(LocalServer):
             disable_nagle_algorithm = True  # headers and body go out at once, without a 40 ms delayed-ACK stall
 
             def do_POST(self) -> None:  # noqa: N802
+                via, self.path = fake.split_via(self.path)
                 prefix = f"/bot{fake.token}/"
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 files = f"/file/bot{fake.token}/"
@@ -285,7 +297,8 @@ class FakeTelegram(LocalServer):
                 if not self.path.startswith(prefix):
                     self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
                     return
-                outcome = fake.handle(self.path[len(prefix) :], _params(body, self.headers.get("Content-Type", "")))
+                params = _params(body, self.headers.get("Content-Type", ""))
+                outcome = fake.handle(self.path[len(prefix) :], params, via)
                 if outcome is None:
                     self.close_connection = True
                     return

@@ -1,17 +1,22 @@
 """Two real `bot.py` replicas in webhook mode on one PostgreSQL store (a real server from
 `scripts/postgres.sh`), answering through the fake Bot API: every update answered once and in
-order per chat, follow-ups that cross replicas, and a replica killed mid-load."""
+order per chat, follow-ups and buttons that cross replicas, the database stopping mid-question,
+a newly published index, and a replica killed mid-load."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from datetime import datetime
 
 import httpx
+import psycopg
 import pytest
 
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER
@@ -31,9 +36,16 @@ TURNS = [
 ]
 
 
+class Replicas(list):
+    """The running replicas (processes with `url`, `name`, `document`, `database_url` and
+    `publish()`); `start(name)` starts one more."""
+
+    start: Callable[[str], subprocess.Popen]
+
+
 @pytest.fixture(scope="module")
 def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
-    """Two bot replicas sharing one database and one webhook URL; their base URLs."""
+    """Two bot replicas, "a" and "b", sharing one database and one webhook URL."""
     from rag.database import new_database
 
     folder = tmp_path_factory.mktemp("replicas")
@@ -44,8 +56,8 @@ def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
     assert built.returncode == 0, built.stderr
     env = {"TELEGRAM_WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url}
     with ExitStack() as stack:
-        processes = []
-        for name in ("a", "b"):
+
+        def start(name: str) -> subprocess.Popen:
             port = free_port()
             telegram = {
                 "mode": "webhook", "webhook_url": f"https://bot.example.org{PATH}", "listen": "127.0.0.1",
@@ -54,15 +66,17 @@ def replicas(fake, article, onnx_dir, postgres_server, tmp_path_factory):
             }  # fmt: skip
             config = write_config(folder / f"{name}.yaml", document, telegram, store={"backend": "postgres"})
             process = stack.enter_context(
-                running_bot(fake, config, folder / f"cache-{name}", folder / f"{name}.log", onnx_dir, env)
+                running_bot(fake, config, folder / f"cache-{name}", folder / f"{name}.log", onnx_dir, env, name)
             )
-            process.url = f"http://127.0.0.1:{port}"
+            process.url, process.name = f"http://127.0.0.1:{port}", name
             wait_until_ready(process)
             process.publish = lambda: publish(postgres_config(folder, document), folder / "writer", database_url)
-            process.document = document
-            process.database_url = database_url
-            processes.append(process)
-        yield processes
+            process.document, process.database_url = document, database_url
+            return process
+
+        group = Replicas(start(name) for name in ("a", "b"))
+        group.start = start
+        yield group
 
 
 def wait_until_ready(process) -> None:
@@ -120,8 +134,6 @@ def test_100_chats_5_questions_posted_alternately_to_two_replicas_are_answered_o
 def test_the_database_stopping_mid_question_gives_a_clear_reply_and_the_next_question_an_answer(
     fake, replicas, postgres_server
 ):
-    import psycopg
-
     from rag.pgstore import vectors_table
 
     folder, port, _ = postgres_server
@@ -132,8 +144,8 @@ def test_the_database_stopping_mid_question_gives_a_clear_reply_and_the_next_que
     with ThreadPoolExecutor(max_workers=1) as pool, table_locked(database_url, table):
         posted = pool.submit(post, replicas[1], away)
         wait_until_a_query_waits_for(database_url, table)  # the question is inside its vector search
-        postgres("stop", folder)
         try:
+            postgres("stop", folder)
             assert posted.result(timeout=120) == 200
         finally:
             postgres("start", folder, port)
@@ -156,76 +168,91 @@ def test_a_replica_answers_from_a_newly_published_index_at_its_next_question(fak
     assert "Fadi El Abdallah" in fake.replies_to(update["message"])[0].params["text"]
 
 
-def callback(fake: FakeTelegram, update_id: int, message: dict, data: str, user_id: int) -> dict:
-    user = {"id": user_id, "is_bot": False, "first_name": "User"}
-    query = {"id": f"cq{update_id}", "from": user, "chat_instance": "ci", "data": data, "message": message}
-    return {"update_id": update_id, "callback_query": query}
-
-
 def test_buttons_and_sources_work_on_the_other_replica_and_only_in_their_own_chat(fake, replicas):
-    chat, other = 50_000, 50_001
+    asked, other = replicas
+    chat, stranger = 50_000, 50_001
     question = {"update_id": 5_000_001, "message": fake.user_message(chat, text="who revoked Bensouda's visa?")}
-    assert post(replicas[0], question) == 200
+    assert post(asked, question) == 200
     (answer,) = fake.replies_to(question["message"])
     markup = answer.params["reply_markup"]["inline_keyboard"]
     keys = {b["text"]: b["callback_data"] for row in markup for b in row}
-    assert post(replicas[1], callback(fake, 5_000_002, answer.result, keys["Sources"], chat)) == 200
-    assert post(replicas[0], callback(fake, 5_000_003, answer.result, keys["More context"], chat)) == 200
-    sources, context = (c.params["text"] for c in fake.replies_to(answer.result))
-    assert "revoked the American visa" in sources and "paragraph" in sources
-    assert "(cited)" in context and "revoked the American visa" in context
+    for update_id, button in enumerate(("Sources", "More context"), start=5_000_002):
+        assert post(other, {"update_id": update_id, **fake.callback(answer.result, keys[button], chat)}) == 200
+    sources, context = fake.replies_to(answer.result)
+    assert sources.via == context.via == other.name
+    assert "revoked the American visa" in sources.params["text"] and "paragraph" in sources.params["text"]
+    assert "(cited)" in context.params["text"] and "revoked the American visa" in context.params["text"]
     command = {"update_id": 5_000_004, "message": fake.user_message(chat, text="/sources")}
-    command["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": len("/sources")}]
-    assert post(replicas[1], command) == 200
+    assert post(other, command) == 200
     assert "revoked the American visa" in fake.replies_to(command["message"])[0].params["text"]
-    elsewhere = fake.user_message(other, text="hello")  # the key of chat's answer, tapped in another chat
-    assert post(replicas[1], callback(fake, 5_000_005, elsewhere, keys["Sources"], other)) == 200
+    elsewhere = fake.user_message(stranger, text="hello")  # chat's button key, tapped in another chat
+    assert post(other, {"update_id": 5_000_005, **fake.callback(elsewhere, keys["Sources"], stranger)}) == 200
     assert "expired" in fake.sent(method="answerCallbackQuery")[-1].params["text"]
-    assert fake.sent(other) == []
+    assert fake.sent(stranger) == []
 
 
 def test_a_replica_killed_mid_load_leaves_its_unacknowledged_updates_to_the_other(fake, replicas):
     """Telegram posts an update again when it got no 2xx: here, to the surviving replica, which
-    answers it once. The victim may have sent its reply before it died unacknowledged: that
-    update is answered twice (at least once; no replica can tell whether the reply went out).
-    Last in this module: it leaves one replica."""
+    answers it once, unless the victim recorded it as answered before dying. The victim may have
+    sent its reply and died before recording it: that update is answered twice (at least once;
+    no replica can tell whether the reply went out), and only then."""
     victim, survivor = replicas
     chats = range(20_000, 20_030)
     updates = {chat: conversation(fake, chat, 2_000_000 + 10 * chat)[:3] for chat in chats}
     acknowledged_by_victim: list[dict] = []
-    redelivered_at: dict[int, float] = {}  # update_id -> when it was posted to the survivor
+    unacknowledged: list[dict] = []  # posted to the victim, which died before answering 200
+    redelivered: list[dict] = []  # posted to the survivor (after the victim failed, or was dead)
 
     def ask_in_order(chat: int) -> None:
         for update in updates[chat]:
-            if victim.poll() is None and post(victim, update) == 200:
-                acknowledged_by_victim.append(update)
-                continue
-            redelivered_at[update["update_id"]] = time.monotonic()
+            if victim.poll() is None:
+                if post(victim, update) == 200:
+                    acknowledged_by_victim.append(update)
+                    continue
+                unacknowledged.append(update)
+            redelivered.append(update)
             assert post(survivor, update) == 200
 
     with ThreadPoolExecutor(max_workers=30) as pool:
         work = [pool.submit(ask_in_order, chat) for chat in chats]
         fake.wait_until(lambda: len(acknowledged_by_victim) >= 20, timeout=120)
+        killed_at = database_clock(victim.database_url)
         victim.send_signal(signal.SIGKILL)
         for done in work:
             done.result()
     victim.wait()
-    everything = [u for chat_updates in updates.values() for u in chat_updates]
-    replies = {u["update_id"]: fake.replies_to(u["message"]) for u in everything}
-    assert all(len(replies[u["update_id"]]) == 1 for u in acknowledged_by_victim)  # acknowledged: answered once
-    assert redelivered_at, "the victim was killed after every update had been answered"
-    for update_id, posted_at in redelivered_at.items():
-        before = [r for r in replies[update_id] if r.at < posted_at]  # only the victim had it then
-        after = [r for r in replies[update_id] if r.at >= posted_at]
-        # the victim's reply, if it went out, and the survivor's, unless the victim had recorded its own
-        assert len(before) <= 1 and len(after) <= 1 and before + after, (update_id, len(before), len(after))
-    twice = sum(len(r) == 2 for r in replies.values())
+    recorded = answered_at(victim.database_url)
+
+    def replies(update: dict, replica) -> int:
+        return sum(c.via == replica.name for c in fake.replies_to(update["message"]))
+
+    assert all((replies(u, victim), replies(u, survivor)) == (1, 0) for u in acknowledged_by_victim)
+    assert unacknowledged, "the victim was killed with no update in flight"
+    twice = 0
+    for update in redelivered:
+        by_victim, by_survivor = replies(update, victim), replies(update, survivor)
+        assert (by_victim, by_survivor) in ((0, 1), (1, 0), (1, 1)), update["update_id"]
+        if by_victim and by_survivor:  # the victim had not recorded it: the first record is the survivor's
+            assert recorded[update["update_id"]] > killed_at
+            twice += 1
     print(
-        f"\nkilled after {len(acknowledged_by_victim)} acknowledged; {len(redelivered_at)} redelivered;"
-        f" answered twice (the victim's reply had gone out): {twice} of {len(everything)}"
+        f"\nkilled after {len(acknowledged_by_victim)} acknowledged, {len(unacknowledged)} in flight;"
+        f" answered twice (the victim's reply had gone out, unrecorded): {twice} of {len(redelivered)} redelivered"
     )
+    everything = [u for chat_updates in updates.values() for u in chat_updates]
+    counts = {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything}
     with ThreadPoolExecutor(max_workers=10) as pool:  # every update posted once more: all were recorded
         assert set(pool.map(lambda update: post(survivor, update), everything)) == {200}
-    assert {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything} == {
-        update_id: len(calls) for update_id, calls in replies.items()
-    }
+    assert {u["update_id"]: len(fake.replies_to(u["message"])) for u in everything} == counts
+    replicas[0] = replicas.start("a-again")  # two replicas again, for any test after this one
+
+
+def database_clock(database_url: str) -> datetime:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def answered_at(database_url: str) -> dict[int, datetime]:
+    """When each update was recorded as answered (the first record: later ones are ignored)."""
+    with psycopg.connect(database_url) as connection:
+        return dict(connection.execute("SELECT update_id, answered FROM rag_bot_updates").fetchall())

@@ -155,8 +155,8 @@ def test_the_database_stopping_mid_question_gives_a_clear_error_and_the_next_one
     with ThreadPoolExecutor(max_workers=1) as pool, table_locked(database, table):
         asked = pool.submit(engine.ask, "What did Pompeo call the court?")
         wait_until_a_query_waits_for(database, table)  # the question is inside its vector search
-        postgres("stop", folder)
         try:
+            postgres("stop", folder)
             with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):
                 asked.result(timeout=120)
             with pytest.raises(StoreUnavailableError, match="unavailable.*try again"):  # and one asked meanwhile
