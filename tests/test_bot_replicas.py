@@ -191,6 +191,23 @@ def test_buttons_and_sources_work_on_the_other_replica_and_only_in_their_own_cha
     assert fake.sent(stranger) == []
 
 
+def test_two_questions_of_one_chat_at_once_on_two_replicas_both_stay_in_its_conversation(fake, replicas):
+    """A chat's turns are answered one at a time across replicas, so neither answer's saved
+    conversation overwrites the other's turn."""
+    chat = 60_000
+    both = [
+        {"update_id": 6_000_001 + i, "message": fake.user_message(chat, text=question)}
+        for i, (question, _) in enumerate(TURNS[::2][:2])
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(post, replicas, both)) == [200, 200]
+    with psycopg.connect(replicas[0].database_url) as connection:
+        (session,) = connection.execute(
+            "SELECT session FROM rag_bot_conversations WHERE chat_id = %s", (chat,)
+        ).fetchone()
+    assert sorted(question for question, _ in session["turns"]) == sorted(u["message"]["text"] for u in both)
+
+
 def test_a_replica_killed_mid_load_leaves_its_unacknowledged_updates_to_the_other(fake, replicas):
     """Telegram posts an update again when it got no 2xx: here, to the surviving replica, which
     answers it once, unless the victim recorded it as answered before dying. The victim may have

@@ -97,3 +97,15 @@ def test_old_rows_are_forgotten_and_recent_ones_kept(replicas):
     assert first.query("SELECT chat_id FROM rag_bot_conversations") == [(7,)]
     forget_old_rows(first, idle_seconds=0)
     assert first.query("SELECT chat_id FROM rag_bot_conversations") == []
+
+
+def test_a_chats_turn_is_held_by_one_replica_at_a_time_until_its_update_ends(replicas):
+    first, second = SharedUpdates(replicas[0]), SharedUpdates(replicas[1])
+    assert first.try_claim(10) == "claimed" and first.try_take_turn(-100)
+    assert first.try_claim(11) == "claimed" and first.try_take_turn(-100)  # its own next update queues in-process
+    assert second.try_claim(12) == "claimed" and not second.try_take_turn(-100)
+    assert second.try_take_turn(-200)  # another chat is free
+    first.answered(10, -100)
+    assert not second.try_take_turn(-100)  # update 11 still holds it
+    first.release(11, -100)
+    assert second.try_take_turn(-100)

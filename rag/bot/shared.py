@@ -28,6 +28,7 @@ RETENTION = "7 days"  # answers behind buttons, and answered update ids
 CLEANUP_EVERY = 100  # saved conversations between two deletions of old rows (kept off each answer)
 UPDATE_LOCKS = 0x72616775  # advisory-lock class of the updates being answered ("ragu")
 RATE_LOCKS = UPDATE_LOCKS + 1  # ... and of the users whose rate is being counted
+CHAT_LOCKS = UPDATE_LOCKS + 2  # ... and of the chats a replica is answering in
 SCHEMA_LOCK = 0x72616773  # advisory lock taken while creating the tables ("rags")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rag_bot_conversations (
@@ -158,10 +159,19 @@ class SharedUpdates:
             return "answered"
         return "claimed"
 
-    def answered(self, update_id: int) -> None:
-        """Record `update_id` as answered (committed), then release its lock."""
+    def answered(self, update_id: int, chat_id: int | None = None) -> None:
+        """Record `update_id` as answered (committed), then release its lock (and its chat's turn)."""
         self.database.query("INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,))
-        self.release(update_id)
+        self.release(update_id, chat_id)
 
-    def release(self, update_id: int) -> None:
+    def release(self, update_id: int, chat_id: int | None = None) -> None:
+        """Release the update's lock (and its chat's turn, `try_take_turn`)."""
+        if chat_id is not None:
+            self.database.query("SELECT pg_advisory_unlock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))
         self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))
+
+    def try_take_turn(self, chat_id: int) -> bool:
+        """Take `chat_id`'s turn; False while another replica answers in that chat (a turn reads
+        and then writes the chat's conversation: two at once would lose one of them). This
+        replica may take it several times: its own updates of a chat queue in order anyway."""
+        return bool(self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))[0][0])

@@ -1,14 +1,16 @@
 """Webhook mode: Telegram posts each update to `telegram.webhook_url`, and this process serves it.
 
 A small tornado app (tornado is what python-telegram-bot's own webhook mode runs on; that mode
-has no route for a load balancer's health check) with two routes:
+acknowledges an update once it is queued, and has no route for a load balancer's health check)
+with two routes:
 
 - the webhook URL's path: a request without Telegram's secret-token header, or with another
   secret, gets 403; a body that is not an update gets 400; an `update_id` taken before is
   acknowledged and dropped (Telegram posts an update again when a request got no 2xx in time),
   once the first delivery has been answered. With `store.backend: postgres` "taken before"
   means by any replica (`rag.bot.shared.SharedUpdates`): a copy posted to another replica while
-  the first is still answering waits for it, and one whose replica died is answered anew;
+  the first is still answering waits for it, and one whose replica died is answered anew; and
+  one chat's updates are answered one at a time across replicas (its turn, `claim`);
   every other update goes to the same handlers as in polling mode, in order per chat, and is
   acknowledged (200) only once it has been answered: an update whose process dies on the way
   is posted again by Telegram, to this replica or another;
@@ -104,24 +106,39 @@ async def in_ledger_thread(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(LEDGER_THREAD, functools.partial(function, *args))
 
 
-async def claim(updates: SharedUpdates, update_id: int, poll_seconds: float = 0.05) -> bool:
+async def until_free(function: Callable[[int], T], key: int, busy: T, what: str, poll_seconds: float = 0.05) -> T:
+    """`function(key)` in the ledger thread, again every `poll_seconds` while it returns `busy`
+    (another replica holds `key`), at most `CLAIM_SECONDS`: then TimeoutError."""
+    deadline = time.monotonic() + CLAIM_SECONDS
+    while (result := await in_ledger_thread(function, key)) == busy:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} {key} is held by another replica")
+        await asyncio.sleep(poll_seconds)
+    return result
+
+
+async def claim(updates: SharedUpdates, update_id: int, chat_id: int | None) -> bool:
     """Whether this replica is to answer `update_id` (False: a replica answered it already).
     While another replica is answering it, waits (Telegram posted it again because that one has
-    not acknowledged it yet; this copy is acknowledged once it has been answered), at most
-    `CLAIM_SECONDS`: then TimeoutError."""
-    deadline = time.monotonic() + CLAIM_SECONDS
-    while (status := await in_ledger_thread(updates.try_claim, update_id)) == "busy":
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"update {update_id} is held by another replica")
-        await asyncio.sleep(poll_seconds)
-    return status == "claimed"
+    not acknowledged it yet; this copy is acknowledged once it has been answered). Then takes
+    the chat's turn, waiting while another replica answers in that chat, so that each turn reads
+    the conversation the one before saved. Waits at most `CLAIM_SECONDS` each: then TimeoutError."""
+    if await until_free(updates.try_claim, update_id, "busy", "update") != "claimed":
+        return False
+    if chat_id is not None:
+        try:
+            await until_free(updates.try_take_turn, chat_id, False, "chat")
+        except (TimeoutError, StoreUnavailableError):
+            await settle(updates.release, update_id)
+            raise
+    return True
 
 
-async def settle(call: Callable[[int], None], update_id: int) -> None:
+async def settle(call: Callable[..., None], update_id: int, *more: Any) -> None:
     """Record in the ledger how `update_id` ended; a database gone meanwhile is logged (this
     process remembers the update all the same, so a copy posted to it is not answered again)."""
     try:
-        await in_ledger_thread(call, update_id)
+        await in_ledger_thread(call, update_id, *more)
     except StoreUnavailableError as exc:
         logger.warning("Update %s: could not record it in the database: %s", update_id, exc)
 
@@ -162,8 +179,9 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
             logger.info("Update %s was delivered again; answered once", update_id)
             return
         shared = application.bot_data["state"].updates if "state" in application.bot_data else None
+        chat = update.effective_chat.id if update.effective_chat is not None else None
         try:
-            first = True if shared is None else await claim(shared, update_id)
+            first = True if shared is None else await claim(shared, update_id, chat)
         except StoreUnavailableError:  # answered all the same: the handlers tell the user the store is down
             first, shared = True, None
         except TimeoutError:  # another replica holds it too long: Telegram will post it again
@@ -177,10 +195,10 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
         except BaseException:
             recent.discard(update_id)  # not answered: a copy posted again is answered
             if shared is not None:
-                await settle(shared.release, update_id)
+                await settle(shared.release, update_id, chat)
             raise
         if shared is not None:
-            await settle(shared.answered, update_id)
+            await settle(shared.answered, update_id, chat)
 
     class HealthHandler(tornado.web.RequestHandler):
         def get(self) -> None:
