@@ -164,7 +164,10 @@ def run_index(args: argparse.Namespace) -> int:
         publish_index(config, args.rebuild, progress=lambda message: print(message, file=sys.stderr, flush=True))
         args.rebuild = False  # the published index is the one just built
     engine = open_engine(config, rebuild=args.rebuild)
-    print(f"Index in {engine.config.index_dir}: {len(engine.stored.passages)} passages, up to date.")
+    where = str(engine.config.index_dir)
+    if config.store.backend == "postgres":
+        where = f"the database (generation {engine.stored.manifest['published_generation']})"
+    print(f"Index in {where}: {len(engine.stored.passages)} passages, up to date.")
     return 0
 
 

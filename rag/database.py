@@ -77,6 +77,8 @@ class Database:
                 try:
                     cursor = self._connect().execute(sql, params)
                     return cursor.fetchall() if cursor.description else []
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    raise self.refused(exc) from None
                 except psycopg.OperationalError as exc:
                     broken = self._connection is None or self._connection.broken
                     if broken:
@@ -96,14 +98,31 @@ class Database:
                 connection = self._connect()
                 with connection.transaction():
                     yield connection
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise self.refused(exc) from None
             except psycopg.OperationalError as exc:
                 if self._connection is not None and self._connection.broken:
                     self.close()
                 raise self.unavailable(exc) from None
 
     def unavailable(self, exc: Exception) -> StoreUnavailableError:
+        """The error of a server that cannot be reached or dropped the connection (temporary,
+        most often; a wrong DATABASE_URL looks the same to the client)."""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StoreUnavailableError(f"the database at {shown(self.url)} is unavailable ({reason}); try again shortly")
+        return StoreUnavailableError(
+            f"the database at {shown(self.url)} is unavailable ({reason}); check DATABASE_URL and that the"
+            " server runs (a local one: bash scripts/postgres.sh start), then try again shortly"
+        )
+
+    def refused(self, exc: psycopg.errors.InsufficientPrivilege) -> ConfigError:
+        """The error of a user without the rights a statement needs: a restart will not fix it."""
+        hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
+        if "extension" in (exc.diag.message_primary or ""):
+            hint = " (a superuser must run CREATE EXTENSION vector in this database once)"
+        return ConfigError(
+            f"the database at {shown(self.url)} refused: {exc.diag.message_primary}{hint}; the user in"
+            " DATABASE_URL needs to own the database or be granted its tables (see deploy/README.md)"
+        )
 
     def close(self) -> None:
         if self._connection is not None:

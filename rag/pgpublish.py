@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,7 +118,7 @@ def _publish(
             )
         connection.execute(
             "INSERT INTO rag_generations (generation, content_key, manifest) VALUES (%s, %s, %s)",
-            (generation, key, json.dumps(stored.manifest)),
+            (generation, key, json.dumps(stored.manifest | {"publish_id": secrets.token_hex(8)})),
         )
         with connection.cursor() as cursor:
             cursor.executemany(

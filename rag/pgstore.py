@@ -11,7 +11,7 @@ generation (`rag.pgpublish`), under a PostgreSQL advisory lock, so that two at o
     rag_current          the generation replicas open; swapped in the transaction that adds it
 
 A replica (`rag ask`, `rag chat`, `bot.py`) opens the current generation without reading any
-document: it copies the generation's files into ``<index_dir>/postgres/gen-<N>`` once (so BM25
+document: it copies the generation's files into ``<index_dir>/postgres/gen-<N>-<id>`` once (so BM25
 and the arrays load memory-mapped, as from a local index) and searches the vectors in
 PostgreSQL (`PgVectors`). Lexical retrieval stays BM25, built with the generation and published
 with it, so both backends rank alike. The connection is `rag.database`'s.
@@ -124,8 +124,10 @@ def open_published(
             f"the database at {shown(database.url)} holds no index yet; run `python -m rag index` "
             "with store.backend: postgres to publish one"
         )
-    generation, _, manifest = current
-    folder = _cached_files(database, generation, config.index_dir / "postgres", progress)
+    generation, key, manifest = current
+    _check_documents(config, generation, manifest)
+    copy = f"gen-{generation}-{manifest.get('publish_id', key[:16])}"  # not another database's generation N
+    folder = _cached_files(database, generation, config.index_dir / "postgres" / copy, progress)
     dimension = int(manifest["dimension"])
     return load_generation(
         folder,
@@ -151,12 +153,29 @@ def vector_store(url: str, generation: int, dimension: int, setup: bool) -> Any:
     )
 
 
-def _cached_files(database: Database, generation: int, cache: Path, progress: Progress) -> Path:
-    """The generation's files in `cache/gen-<N>`, fetched from the database when not there yet
-    (into a temporary folder renamed into place, so a half-written copy is never used)."""
+def _check_documents(config: Config, generation: int, manifest: dict[str, Any]) -> None:
+    """ConfigError unless the published generation holds the configured documents (or --doc's):
+    a reader never builds, so answering from other documents than asked would mislead."""
+    published = {e["source"] for e in manifest.get("documents", [])}
+    configured = {str(path.resolve()) for path in config.documents}
+    if configured != published:
+        names = ", ".join(sorted(Path(source).name for source in published)) or "no document"
+        asked = ", ".join(sorted(path.name for path in config.documents))
+        raise ConfigError(
+            f"the database's index (generation {generation}) holds {names}, not {asked}: with "
+            "store.backend: postgres every command answers from what `python -m rag index` published. "
+            "Publish these documents with `python -m rag index` (same config and --doc), or use "
+            "store.backend: faiss for a local index"
+        )
+
+
+def _cached_files(database: Database, generation: int, folder: Path, progress: Progress) -> Path:
+    """The generation's files in `folder`, fetched from the database when not there yet (into a
+    temporary folder renamed into place, so a half-written copy is never used); older copies in
+    its parent folder are removed."""
     from rag.index_files import ARRAYS, BM25, DOCUMENT_ARRAYS, PASSAGES_DB
 
-    folder = cache / f"gen-{generation}"
+    cache = folder.parent
     if folder.is_dir():
         return folder
     progress(f"Copying index generation {generation} from the database...")
@@ -178,7 +197,8 @@ def _cached_files(database: Database, generation: int, cache: Path, progress: Pr
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for old in cache.glob("gen-*"):
-        if old != folder and old.name.split("-")[-1].isdigit() and int(old.name.split("-")[-1]) < generation - 1:
+        number = old.name.split("-")[1]
+        if old != folder and number.isdigit() and int(number) < generation - 1:
             shutil.rmtree(old, ignore_errors=True)
     return folder
 

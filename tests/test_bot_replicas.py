@@ -6,9 +6,11 @@ a newly published index, and a replica killed mid-load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ import pytest
 
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER
 from tests.bot_harness import free_port, running_bot, write_config
+from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 from tests.pg_harness import postgres, postgres_config, publish, table_locked, wait_until_a_query_waits_for
 
@@ -273,3 +276,17 @@ def answered_at(database_url: str) -> dict[int, datetime]:
     """When each update was recorded as answered (the first record: later ones are ignored)."""
     with psycopg.connect(database_url) as connection:
         return dict(connection.execute("SELECT update_id, answered FROM rag_bot_updates").fetchall())
+
+
+def test_a_replica_started_while_the_database_is_down_exits_75_to_be_restarted(fake, article, onnx_dir, tmp_path):
+    from rag.bot.app import TEMPORARY_FAILURE
+
+    config = write_config(tmp_path / "bot.yaml", article, {}, store={"backend": "postgres"})
+    env = os.environ | {
+        "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_BASE_URL": fake.base_url, "RAG_CONFIG": str(config),
+        "RAG_INDEX_DIR": str(tmp_path / "cache"), "RAG_ONNX_DIR": str(onnx_dir),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/rag",  # no server there
+    }  # fmt: skip
+    done = subprocess.run([sys.executable, "bot.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == TEMPORARY_FAILURE, done.stderr
+    assert "error: the database at postgresql://postgres@127.0.0.1:" in done.stderr and "unavailable" in done.stderr

@@ -40,7 +40,15 @@ def test_index_ask_and_eval_on_postgres_give_the_faiss_metrics(tmp_path, article
     assert asked.returncode == 0, asked.stderr
     assert "Fatou Bensouda" in json.loads(asked.stdout)["answer"]
     assert [p.name for p in (tmp_path / "replica").iterdir()] == ["postgres"]  # a replica builds nothing,
-    assert (tmp_path / "replica" / "postgres" / "gen-1" / "passages.npz").is_file()  # it copies the published files
+    (copy,) = (tmp_path / "replica" / "postgres").glob("gen-1-*")  # it copies the published files
+    assert (copy / "passages.npz").is_file()
+    other = {"DATABASE_URL": database, "RAG_DOC": str(ROOT / "README.md")}  # not what was published
+    refused = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "--config", str(config), "--index-dir", str(tmp_path / "replica"), "x"],
+        env=os.environ | other, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "holds dw-icc-sanctions.txt, not README.md" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
     reports = {}
     for backend, extra in (("postgres", ["--config", str(config)]), ("faiss", ["--doc", str(article)])):
@@ -189,3 +197,18 @@ def test_above_hnsw_above_the_vectors_are_searched_through_an_hnsw_index(tmp_pat
         "ask", "--config", str(config), "--index-dir", str(tmp_path / "r"), "Who is Bensouda?", database_url=database
     )
     assert asked.returncode == 0 and "Bensouda" in asked.stdout, asked.stderr
+
+
+def test_a_user_without_rights_gets_one_line_saying_so(tmp_path, article, database):
+    import psycopg
+
+    config = postgres_config(tmp_path, article)
+    built = rag("index", "--config", str(config), "--index-dir", str(tmp_path / "w"), database_url=database)
+    assert built.returncode == 0, built.stderr
+    with psycopg.connect(database, autocommit=True) as connection:
+        connection.execute("DROP ROLE IF EXISTS reader_without_grants")
+        connection.execute("CREATE ROLE reader_without_grants LOGIN PASSWORD 'Se-cret_9'")
+    url = database.replace("postgresql://postgres@", "postgresql://reader_without_grants:Se-cret_9@")
+    asked = rag("ask", "--config", str(config), "--index-dir", str(tmp_path / "r"), "who?", database_url=url)
+    assert asked.returncode == 1 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
+    assert "refused: permission denied for table rag_current" in asked.stderr and "Se-cret_9" not in asked.stderr

@@ -17,10 +17,12 @@ from rag.bot import handlers, uploads
 from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
 from rag.bot.webhook import SECRET_TOKEN, serve
 from rag.config import Config, load_config
-from rag.errors import RagError
+from rag.database import database_url
+from rag.errors import RagError, StoreUnavailableError
 from rag.ingest import fingerprint
 
 logger = logging.getLogger("rag.bot")
+TEMPORARY_FAILURE = 75  # EX_TEMPFAIL: exit status when the document store is unavailable at start
 NEW_MESSAGES = filters.UpdateType.MESSAGE  # edited messages and channel posts are ignored
 
 
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, doc=args.doc, index_dir=args.index_dir)
         for path in config.documents:  # a missing or unreadable file fails before any network traffic;
             fingerprint(path)  # its text is extracted only if the index must be built (`post_init`)
+        if config.store.backend == "postgres":
+            database_url()  # so does a missing DATABASE_URL
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -149,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     except NetworkError as exc:
         print(f"error: cannot reach the Telegram Bot API at {config.telegram.base_url} ({exc})", file=sys.stderr)
         return 1
+    except StoreUnavailableError as exc:  # the database is down: a restart later may well work
+        print(f"error: {exc}", file=sys.stderr)
+        return TEMPORARY_FAILURE
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
