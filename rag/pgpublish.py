@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.database import Database, database_url, shown
-from rag.errors import StoreUnavailableError
+from rag.errors import ConfigError, StoreUnavailableError
 from rag.pgstore import Progress, current_published, vector_store, vectors_table
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def publish_index(config: Config, rebuild: bool = False, progress: Progress = la
     with _writer_lock(database, progress) as epoch:
         database.query(SCHEMA)
         stored = open_local(config, embed_model, rebuild=rebuild, progress=progress)
+        _check_only_configured(stored.manifest, config)
         key = content_key(stored.manifest)
         current = current_published(database)
         if current is not None and current[1] == key and not rebuild:
@@ -77,6 +78,18 @@ def publish_index(config: Config, rebuild: bool = False, progress: Progress = la
         _drop_old_generations(database, generation)
         progress(f"Published generation {generation} ({len(stored.passages)} passages) to {shown(database.url)}.")
         return True
+
+
+def _check_only_configured(manifest: dict[str, Any], config: Config) -> None:
+    """ConfigError when the build cache also holds documents added with `rag add` (with the FAISS
+    backend): replicas answer from the configured documents, so only those are published."""
+    added = sorted(Path(e["source"]).name for e in manifest.get("documents", []) if e.get("origin") == "added")
+    if added:
+        raise ConfigError(
+            f"{config.index_dir} also holds documents added with `rag add` ({', '.join(added)}); the postgres "
+            "store publishes the configured documents only: list them in `documents`, or publish from "
+            "another --index-dir"
+        )
 
 
 @contextmanager

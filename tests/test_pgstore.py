@@ -212,3 +212,16 @@ def test_a_user_without_rights_gets_one_line_saying_so(tmp_path, article, databa
     asked = rag("ask", "--config", str(config), "--index-dir", str(tmp_path / "r"), "who?", database_url=url)
     assert asked.returncode == 1 and len(asked.stderr.strip().splitlines()) == 1, asked.stderr
     assert "refused: permission denied for table rag_current" in asked.stderr and "Se-cret_9" not in asked.stderr
+
+
+def test_documents_added_with_rag_add_are_not_published(tmp_path, article, database):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The orchard lost 40 apple trees in the storm of 2019.\n", encoding="utf-8")
+    cache = str(tmp_path / "cache")
+    added = rag("add", "--doc", str(article), "--index-dir", cache, str(notes), database_url=database)  # FAISS
+    assert added.returncode == 0, added.stderr
+    config = postgres_config(tmp_path, article)
+    built = rag("index", "--config", str(config), "--index-dir", cache, database_url=database)
+    assert built.returncode == 1, built.stderr
+    assert "also holds documents added with `rag add` (notes.txt)" in built.stderr.strip().splitlines()[-1]
+    assert PUBLISHED not in built.stderr
