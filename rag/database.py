@@ -116,13 +116,12 @@ class Database:
 
     def refused(self, exc: psycopg.errors.InsufficientPrivilege) -> ConfigError:
         """The error of a user without the rights a statement needs: a restart will not fix it."""
-        hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
-        if "extension" in (exc.diag.message_primary or ""):
-            hint = " (a superuser must run CREATE EXTENSION vector in this database once)"
-        return ConfigError(
-            f"the database at {shown(self.url)} refused: {exc.diag.message_primary}{hint}; the user in"
-            " DATABASE_URL needs to own the database or be granted its tables (see deploy/README.md)"
-        )
+        reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        if "extension" in reason:
+            remedy = "a superuser must run CREATE EXTENSION vector in this database once"
+        else:
+            remedy = "the user in DATABASE_URL needs to own the database or be granted its tables"
+        return ConfigError(f"the database at {shown(self.url)} refused: {reason}; {remedy} (see deploy/README.md)")
 
     def close(self) -> None:
         if self._connection is not None:

@@ -154,13 +154,12 @@ def vector_store(url: str, generation: int, dimension: int, setup: bool) -> Any:
 
 
 def _check_documents(config: Config, generation: int, manifest: dict[str, Any]) -> None:
-    """ConfigError unless the published generation holds the configured documents (or --doc's):
-    a reader never builds, so answering from other documents than asked would mislead."""
-    published = {e["source"] for e in manifest.get("documents", [])}
-    configured = {str(path.resolve()) for path in config.documents}
+    """ConfigError unless the published generation holds documents of the configured names (or
+    --doc's): a reader never builds, so answering from other documents than asked would mislead."""
+    published = sorted(Path(e["source"]).name for e in manifest.get("documents", []))
+    configured = sorted(path.name for path in config.documents)  # by name: hosts may keep them elsewhere
     if configured != published:
-        names = ", ".join(sorted(Path(source).name for source in published)) or "no document"
-        asked = ", ".join(sorted(path.name for path in config.documents))
+        names, asked = ", ".join(published) or "no document", ", ".join(configured)
         raise ConfigError(
             f"the database's index (generation {generation}) holds {names}, not {asked}: with "
             "store.backend: postgres every command answers from what `python -m rag index` published. "

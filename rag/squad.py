@@ -41,8 +41,12 @@ class SquadArticle:
 
 
 def article_config(config: Config, article: SquadArticle, folder: Path) -> Config:
-    """`config` pointed at the article, written into `folder`, with its own index in `folder/<slug>`."""
-    return config.model_copy(update={"documents": [article.write(folder)], "index_dir": folder / article.slug})
+    """`config` pointed at the article, written into `folder`, with its own local (FAISS) index in
+    `folder/<slug>`: an evaluation article is never published to a shared store."""
+    store = config.store.model_copy(update={"backend": "faiss"})
+    return config.model_copy(
+        update={"documents": [article.write(folder)], "index_dir": folder / article.slug, "store": store}
+    )
 
 
 def load_squad(path: Path) -> list[SquadArticle]:

@@ -171,6 +171,21 @@ def test_a_replica_answers_from_a_newly_published_index_at_its_next_question(fak
     assert "Fadi El Abdallah" in fake.replies_to(update["message"])[0].params["text"]
 
 
+def test_a_replica_keeps_answering_when_an_index_of_other_documents_is_published(fake, replicas, tmp_path):
+    replica = replicas[1]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The orchard lost 40 apple trees in the storm of 2019.\n", encoding="utf-8")
+    built = publish(postgres_config(tmp_path, notes), tmp_path / "writer", replica.database_url)
+    assert built.returncode == 0 and "Published generation" in built.stderr, built.stderr
+    try:
+        update = {"update_id": 4_500_001, "message": fake.user_message(45_000, text="who revoked Bensouda's visa?")}
+        assert post(replica, update) == 200
+        assert "revoked the American visa" in fake.replies_to(update["message"])[0].params["text"]
+        assert "Not switching to index generation" in (replica.document.parent / f"{replica.name}.log").read_text()
+    finally:  # the article again, for the tests after this one
+        assert replica.publish().returncode == 0
+
+
 def test_buttons_and_sources_work_on_the_other_replica_and_only_in_their_own_chat(fake, replicas):
     asked, other = replicas
     chat, stranger = 50_000, 50_001

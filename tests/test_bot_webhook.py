@@ -3,6 +3,7 @@ through the fake Bot API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER, RecentIds, webhook_path
+from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER, ChatQueues, RecentIds, webhook_path
 from tests.bot_harness import free_port, running_bot, stop, write_config
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
@@ -142,3 +143,19 @@ def test_recent_ids_forget_the_oldest():
     assert recent.add(1) and recent.add(2) and not recent.add(1)
     assert recent.add(3) and recent.add(1)  # 1 was forgotten when 3 came
     assert webhook_path("https://bot.example.org") == "/" and webhook_path("https://x.org/a/b") == "/a/b"
+
+
+def test_chat_queues_let_a_chats_updates_through_in_arrival_order_and_forget_idle_chats():
+    queues, order = ChatQueues(), []
+
+    async def claim(chat: int, name: str, seconds: float) -> None:
+        async with queues.first_in(chat):
+            await asyncio.sleep(seconds)  # the first one waits longest (another replica held the chat)
+            order.append(name)
+
+    async def main() -> None:
+        await asyncio.gather(claim(1, "first", 0.05), claim(1, "second", 0), claim(2, "other chat", 0))
+
+    asyncio.run(main())
+    assert order == ["other chat", "first", "second"]
+    assert queues._locks == {} and not queues._waiting

@@ -28,7 +28,7 @@ from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.database import Database, database_url
 from rag.engine import Engine, check_question
-from rag.errors import QuestionError, StoreUnavailableError
+from rag.errors import ConfigError, QuestionError, StoreUnavailableError
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class BotState:
     refused: BoundedStore[bool] = field(default_factory=lambda: BoundedStore(100_000))
     updates: SharedUpdates | None = None  # the updates answered by any replica (webhook mode, postgres)
     _reopening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _refused_generation: int | None = field(default=None, repr=False)  # one this replica's config does not fit
 
     @classmethod
     def create(cls, engine: Engine, config: TelegramConfig) -> BotState:
@@ -92,9 +93,15 @@ class BotState:
 
         async with self._reopening:
             latest = await self.call(current_generation, self.conversations.database)
-            if latest is not None and latest != self.engine.stored.manifest.get("published_generation"):
-                logger.info("Index generation %s was published; switching to it", latest)
+            known = self.engine.stored.manifest.get("published_generation")
+            if latest is None or latest in (known, self._refused_generation):
+                return
+            logger.info("Index generation %s was published; switching to it", latest)
+            try:
                 self.engine = await asyncio.to_thread(Engine.open, self.engine.config)
+            except ConfigError as exc:  # other documents than this replica's config: keep answering
+                logger.warning("Not switching to index generation %s: %s", latest, exc)
+                self._refused_generation = latest
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """A call on the chat state: when the state is in the database (the call blocks), in a

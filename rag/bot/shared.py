@@ -154,21 +154,33 @@ class SharedUpdates:
         at a time: the session that holds a lock may take it again.)"""
         if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))[0][0]:
             return "busy"
-        if self.database.query("SELECT 1 FROM rag_bot_updates WHERE update_id = %s", (update_id,)):
+        try:
+            answered = bool(self.database.query("SELECT 1 FROM rag_bot_updates WHERE update_id = %s", (update_id,)))
+        except BaseException:
+            self.release(update_id)
+            raise
+        if answered:
             self.release(update_id)
             return "answered"
         return "claimed"
 
     def answered(self, update_id: int, chat_id: int | None = None) -> None:
         """Record `update_id` as answered (committed), then release its lock (and its chat's turn)."""
-        self.database.query("INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,))
-        self.release(update_id, chat_id)
+        try:
+            self.database.query(
+                "INSERT INTO rag_bot_updates (update_id) VALUES (%s) ON CONFLICT DO NOTHING", (update_id,)
+            )
+        finally:
+            self.release(update_id, chat_id)
 
     def release(self, update_id: int, chat_id: int | None = None) -> None:
-        """Release the update's lock (and its chat's turn, `try_take_turn`)."""
-        if chat_id is not None:
-            self.database.query("SELECT pg_advisory_unlock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))
-        self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))
+        """Release the update's lock (and its chat's turn, `try_take_turn`), each even when the
+        other fails (a lock left held would block the update or the chat on every replica)."""
+        try:
+            if chat_id is not None:
+                self.database.query("SELECT pg_advisory_unlock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))
+        finally:
+            self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))
 
     def try_take_turn(self, chat_id: int) -> bool:
         """Take `chat_id`'s turn; False while another replica answers in that chat (a turn reads

@@ -30,10 +30,10 @@ import json
 import logging
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,7 +44,7 @@ from tornado.httpserver import HTTPServer
 
 from rag.bot.shared import SharedUpdates
 from rag.config import TelegramConfig
-from rag.errors import StoreUnavailableError
+from rag.errors import RagError, StoreUnavailableError
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_PATH = "/healthz"
@@ -106,13 +106,12 @@ async def in_ledger_thread(function: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(LEDGER_THREAD, functools.partial(function, *args))
 
 
-async def until_free(function: Callable[[int], T], key: int, busy: T, what: str, poll_seconds: float = 0.05) -> T:
+async def until_free(function: Callable[[int], T], key: int, busy: T, deadline: float, poll_seconds: float = 0.05) -> T:
     """`function(key)` in the ledger thread, again every `poll_seconds` while it returns `busy`
-    (another replica holds `key`), at most `CLAIM_SECONDS`: then TimeoutError."""
-    deadline = time.monotonic() + CLAIM_SECONDS
+    (another replica holds `key`), until the `time.monotonic()` `deadline`: then TimeoutError."""
     while (result := await in_ledger_thread(function, key)) == busy:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} {key} is held by another replica")
+            raise TimeoutError(f"{key} is held by another replica")
         await asyncio.sleep(poll_seconds)
     return result
 
@@ -122,25 +121,48 @@ async def claim(updates: SharedUpdates, update_id: int, chat_id: int | None) -> 
     While another replica is answering it, waits (Telegram posted it again because that one has
     not acknowledged it yet; this copy is acknowledged once it has been answered). Then takes
     the chat's turn, waiting while another replica answers in that chat, so that each turn reads
-    the conversation the one before saved. Waits at most `CLAIM_SECONDS` each: then TimeoutError."""
-    if await until_free(updates.try_claim, update_id, "busy", "update") != "claimed":
+    the conversation the one before saved. Waits at most `CLAIM_SECONDS` in all: then TimeoutError."""
+    deadline = time.monotonic() + CLAIM_SECONDS
+    if await until_free(updates.try_claim, update_id, "busy", deadline) != "claimed":
         return False
     if chat_id is not None:
         try:
-            await until_free(updates.try_take_turn, chat_id, False, "chat")
-        except (TimeoutError, StoreUnavailableError):
+            await until_free(updates.try_take_turn, chat_id, False, deadline)
+        except BaseException:
             await settle(updates.release, update_id)
             raise
     return True
 
 
 async def settle(call: Callable[..., None], update_id: int, *more: Any) -> None:
-    """Record in the ledger how `update_id` ended; a database gone meanwhile is logged (this
-    process remembers the update all the same, so a copy posted to it is not answered again)."""
+    """Record in the ledger how `update_id` ended; a database gone or refusing meanwhile is
+    logged (this process remembers the update all the same, so a copy posted to it is not
+    answered again)."""
     try:
         await in_ledger_thread(call, update_id, *more)
-    except StoreUnavailableError as exc:
+    except RagError as exc:
         logger.warning("Update %s: could not record it in the database: %s", update_id, exc)
+
+
+class ChatQueues:
+    """One queue per chat: this process claims a chat's updates one at a time, in the order they
+    arrived, so that they enter the per-chat update processor in that order too."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int | None, asyncio.Lock] = {}
+        self._waiting: Counter[int | None] = Counter()
+
+    @asynccontextmanager
+    async def first_in(self, chat_id: int | None) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(chat_id, asyncio.Lock())  # asyncio.Lock wakes its waiters in order
+        self._waiting[chat_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[chat_id] -= 1
+            if not self._waiting[chat_id]:
+                del self._waiting[chat_id], self._locks[chat_id]
 
 
 def webhook_path(url: str) -> str:
@@ -150,7 +172,7 @@ def webhook_path(url: str) -> str:
 
 def webhook_app(application: Application, path: str, secret: str, in_flight: InFlight) -> tornado.web.Application:
     """The tornado app serving the webhook at `path` and the health check, for `application`."""
-    recent = RecentIds()
+    recent, queues = RecentIds(), ChatQueues()
     answering: dict[int, asyncio.Event] = {}  # update_id -> set once answered
 
     class UpdateHandler(tornado.web.RequestHandler):
@@ -181,7 +203,8 @@ def webhook_app(application: Application, path: str, secret: str, in_flight: InF
         shared = application.bot_data["state"].updates if "state" in application.bot_data else None
         chat = update.effective_chat.id if update.effective_chat is not None else None
         try:
-            first = True if shared is None else await claim(shared, update_id, chat)
+            async with queues.first_in(chat):
+                first = True if shared is None else await claim(shared, update_id, chat)
         except StoreUnavailableError:  # answered all the same: the handlers tell the user the store is down
             first, shared = True, None
         except TimeoutError:  # another replica holds it too long: Telegram will post it again
