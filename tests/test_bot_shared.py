@@ -101,11 +101,23 @@ def test_old_rows_are_forgotten_and_recent_ones_kept(replicas):
 
 def test_a_chats_turn_is_held_by_one_replica_at_a_time_until_its_update_ends(replicas):
     first, second = SharedUpdates(replicas[0]), SharedUpdates(replicas[1])
-    assert first.try_claim(10) == "claimed" and first.try_take_turn(-100)
-    assert first.try_claim(11) == "claimed" and first.try_take_turn(-100)  # its own next update queues in-process
-    assert second.try_claim(12) == "claimed" and not second.try_take_turn(-100)
-    assert second.try_take_turn(-200)  # another chat is free
+    assert first.try_claim(10) == "claimed" and first.try_take_turn(10, -100)
+    assert first.try_claim(11) == "claimed" and first.try_take_turn(11, -100)  # its own next update queues in-process
+    assert second.try_claim(12) == "claimed" and not second.try_take_turn(12, -100)
+    assert second.try_take_turn(12, -200)  # another chat is free
     first.answered(10, -100)
-    assert not second.try_take_turn(-100)  # update 11 still holds it
+    assert not second.try_take_turn(12, -100)  # update 11 still holds it
     first.release(11, -100)
-    assert second.try_take_turn(-100)
+    assert second.try_take_turn(12, -100)
+
+
+def test_after_a_reconnect_an_old_hold_is_not_released_on_the_new_connection(replicas):
+    first, second = SharedUpdates(replicas[0]), SharedUpdates(replicas[1])
+    assert first.try_claim(20) == "claimed" and first.try_take_turn(20, -300)
+    (pid,) = replicas[0].query("SELECT pg_backend_pid()")[0]
+    replicas[1].query("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # the connection drops: its locks go
+    assert claim_when_free(first, 21) == "claimed" and first.try_take_turn(21, -300)  # on the new connection
+    first.release(20, -300)  # update 20's locks died with the old connection: nothing to release
+    assert second.try_claim(22) == "claimed" and not second.try_take_turn(22, -300)  # update 21 keeps the chat
+    first.answered(21, -300)
+    assert second.try_take_turn(22, -300)

@@ -143,10 +143,13 @@ class SharedArchive:
 class SharedUpdates:
     """Which updates were answered, and which one a replica is answering now. A replica claims
     an update with an advisory lock on its own connection: if it dies, the connection and the
-    lock go with it, so the copy Telegram posts again can be taken over by another replica."""
+    lock go with it, so the copy Telegram posts again can be taken over by another replica.
+    Each lock is released only on the connection that took it: after a reconnect, an unlock on
+    the new connection could release another update's hold of the same chat."""
 
     def __init__(self, database: Database):
         self.database = database
+        self._epochs: dict[tuple[int, int], int] = {}  # (lock class, key) -> connection epoch; per update
 
     def try_claim(self, update_id: int) -> str:
         """ "claimed": this replica holds the update's lock and may answer it; "answered": it was
@@ -154,6 +157,7 @@ class SharedUpdates:
         at a time: the session that holds a lock may take it again.)"""
         if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))[0][0]:
             return "busy"
+        self._epochs[UPDATE_LOCKS, update_id] = self.database.epoch
         try:
             answered = bool(self.database.query("SELECT 1 FROM rag_bot_updates WHERE update_id = %s", (update_id,)))
         except BaseException:
@@ -163,6 +167,15 @@ class SharedUpdates:
             self.release(update_id)
             return "answered"
         return "claimed"
+
+    def try_take_turn(self, update_id: int, chat_id: int) -> bool:
+        """Take `chat_id`'s turn for `update_id`; False while another replica answers in that chat
+        (a turn reads and then writes the chat's conversation: two at once would lose one of
+        them). This replica may take it for several updates: its own queue in order anyway."""
+        if not self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))[0][0]:
+            return False
+        self._epochs[CHAT_LOCKS, update_id] = self.database.epoch
+        return True
 
     def answered(self, update_id: int, chat_id: int | None = None) -> None:
         """Record `update_id` as answered (committed), then release its lock (and its chat's turn)."""
@@ -174,16 +187,15 @@ class SharedUpdates:
             self.release(update_id, chat_id)
 
     def release(self, update_id: int, chat_id: int | None = None) -> None:
-        """Release the update's lock (and its chat's turn, `try_take_turn`), each even when the
-        other fails (a lock left held would block the update or the chat on every replica)."""
+        """Release the update's lock (and its chat's turn), each even when the other fails (a lock
+        left held would block the update or the chat on every replica)."""
         try:
             if chat_id is not None:
-                self.database.query("SELECT pg_advisory_unlock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))
+                self._unlock(CHAT_LOCKS, update_id, chat_id)
         finally:
-            self.database.query("SELECT pg_advisory_unlock(%s, %s)", (UPDATE_LOCKS, lock_id(update_id)))
+            self._unlock(UPDATE_LOCKS, update_id, update_id)
 
-    def try_take_turn(self, chat_id: int) -> bool:
-        """Take `chat_id`'s turn; False while another replica answers in that chat (a turn reads
-        and then writes the chat's conversation: two at once would lose one of them). This
-        replica may take it several times: its own updates of a chat queue in order anyway."""
-        return bool(self.database.query("SELECT pg_try_advisory_lock(%s, %s)", (CHAT_LOCKS, lock_id(chat_id)))[0][0])
+    def _unlock(self, kind: int, update_id: int, key: int) -> None:
+        """Unlock what `update_id` took, if it still holds it (not when its connection was replaced)."""
+        if self._epochs.pop((kind, update_id), None) == self.database.epoch:
+            self.database.query("SELECT pg_advisory_unlock(%s, %s)", (kind, lock_id(key)))

@@ -52,6 +52,7 @@ REMEMBERED_UPDATES = 10_000  # update_ids kept to drop a redelivered update
 SECRET_TOKEN = r"[A-Za-z0-9_-]{1,256}"  # what Telegram accepts as secret_token
 LEDGER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-updates")
 CLAIM_SECONDS = 60.0  # how long a copy waits for another replica's answer before it gets 503
+MAX_POLL_SECONDS = 0.5  # longest pause between two looks at a lock another replica holds
 T = TypeVar("T")
 
 logger = logging.getLogger("rag.bot")
@@ -107,12 +108,14 @@ async def in_ledger_thread(function: Callable[..., T], *args: Any) -> T:
 
 
 async def until_free(function: Callable[[int], T], key: int, busy: T, deadline: float, poll_seconds: float = 0.05) -> T:
-    """`function(key)` in the ledger thread, again every `poll_seconds` while it returns `busy`
-    (another replica holds `key`), until the `time.monotonic()` `deadline`: then TimeoutError."""
+    """`function(key)` in the ledger thread, again while it returns `busy` (another replica holds
+    `key`), until the `time.monotonic()` `deadline`: then TimeoutError. The pause grows from
+    `poll_seconds` to `MAX_POLL_SECONDS`, so long waits keep the ledger thread free for others."""
     while (result := await in_ledger_thread(function, key)) == busy:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{key} is held by another replica")
         await asyncio.sleep(poll_seconds)
+        poll_seconds = min(poll_seconds * 1.5, MAX_POLL_SECONDS)
     return result
 
 
@@ -127,7 +130,7 @@ async def claim(updates: SharedUpdates, update_id: int, chat_id: int | None) -> 
         return False
     if chat_id is not None:
         try:
-            await until_free(updates.try_take_turn, chat_id, False, deadline)
+            await until_free(functools.partial(updates.try_take_turn, update_id), chat_id, False, deadline)
         except BaseException:
             await settle(updates.release, update_id)
             raise
