@@ -149,7 +149,7 @@ class SharedUpdates:
 
     def __init__(self, database: Database):
         self.database = database
-        self._epochs: dict[tuple[int, int], int] = {}  # (lock class, key) -> connection epoch; per update
+        self._epochs: dict[tuple[int, int], int] = {}  # (lock class, update_id) -> its connection epoch
 
     def try_claim(self, update_id: int) -> str:
         """ "claimed": this replica holds the update's lock and may answer it; "answered": it was
