@@ -7,16 +7,25 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_quick_benchmark_prints_the_comparison_table():
+def quick_bench(*flags: str, env: dict[str, str] | None = None) -> str:
+    """`rag bench --quick --no-bot` with `flags`: its table (it must exit 0)."""
     result = subprocess.run(
-        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot", *flags],
+        capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     print(result.stdout)
+    return result.stdout
+
+
+def figures(table: str, row: str) -> list[str]:
+    """The numbers on the table's line that starts with `row`."""
+    line = next(line.strip() for line in table.splitlines() if line.strip().startswith(row))
+    return re.findall(r"\d[\d,]*\.\d+", line)
+
+
+def test_quick_benchmark_prints_the_comparison_table():
+    table = quick_bench()
     for row in (
         "index build, article",
         "cold start to first answer",
@@ -24,29 +33,16 @@ def test_quick_benchmark_prints_the_comparison_table():
         "peak resident memory",
         "embedding throughput",
     ):
-        line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith(row))
-        numbers = re.findall(r"\d[\d,]*\.\d+", line)
-        assert len(numbers) == 3, line  # ours, baseline, ratio
+        assert len(figures(table, row)) == 3, row  # ours, baseline, ratio
 
 
 def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
     import os
 
-    env = os.environ | {"DATABASE_URL": postgres_server[2]}
-    result = subprocess.run(
-        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot", "--no-memory", "--postgres"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    print(result.stdout)
+    table = quick_bench("--no-memory", "--postgres", env=os.environ | {"DATABASE_URL": postgres_server[2]})
     for row in (
         "PostgreSQL store: rag index",
         "PostgreSQL store: warm latency p50",
         "PostgreSQL store: warm latency p95",
     ):
-        line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith(row))
-        assert re.findall(r"\d[\d,]*\.\d+", line), line  # a figure, in the ours column
+        assert figures(table, row), row  # a figure, in the ours column
