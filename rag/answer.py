@@ -25,6 +25,7 @@ from rag.ingest import display_path
 from rag.lexical import TermWeights, normalise
 from rag.rank import Featurizer, RankerModel, sigmoid, softmax
 from rag.retrieve import NodesById
+from rag.short_answer import load_short_answer
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
@@ -46,6 +47,21 @@ class Citation:
     section: str | None = None  # the nearest heading above the passage; None when there is none
 
 
+@dataclass(frozen=True)
+class ShortAnswer:
+    """The span of the quote that answers the question: `text` is document[start:end] normalised;
+    it sits in quoted sentence `part` (of `Answer.parts`) at character `offset` of that part's text."""
+
+    text: str
+    start: int
+    end: int
+    part: int
+    offset: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "end": self.end}
+
+
 @dataclass
 class Answer:
     question: str
@@ -57,6 +73,7 @@ class Answer:
     dropped_sentences: int = 0  # generated sentences removed by verification
     confidence: float | None = None  # the probability that a quoted answer answers the question
     parts: list[tuple[str, int]] = field(default_factory=list)  # quoted sentences with their citation numbers
+    short_answer: ShortAnswer | None = None  # the span of the quote that answers the question, when confident
 
     def to_record(self) -> dict[str, Any]:
         """Every field, as JSON-ready values (`from_record` restores the answer): for state kept
@@ -68,6 +85,8 @@ class Answer:
         fields = dict(record)
         fields["citations"] = [Citation(**c) for c in record["citations"]]
         fields["parts"] = [(text, int(n)) for text, n in record["parts"]]
+        short = record.get("short_answer")
+        fields["short_answer"] = ShortAnswer(**short) if short else None
         return cls(**fields)
 
     def to_json(self, item_id: str = "q1", turn: int = 0) -> dict[str, Any]:
@@ -83,6 +102,7 @@ class Answer:
             "mode": self.mode,
             "dropped_sentences": self.dropped_sentences,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "short_answer": None if self.short_answer is None else self.short_answer.to_json(),
         }
 
 
@@ -143,6 +163,7 @@ class ExtractiveAnswerer:
         self.terms = self.features.terms
         self.nodes = NodesById(self.passages)
         self.threshold = model.threshold if config.min_confidence is None else config.min_confidence
+        self.short_answers = load_short_answer(model)
         self.abstain_message = config.abstain_message.replace("{document}", document)
 
     def answer(
@@ -179,8 +200,28 @@ class ExtractiveAnswerer:
         number = {s.node.node_id: n for n, s in enumerate(cited, start=1)}
         parts = [(normalise(node.text), number[node.node_id]) for node in quoted]
         return Answer(
-            question, " ".join(text for text, _ in parts), False, citations, confidence=confidence, parts=parts
+            question,
+            " ".join(text for text, _ in parts),
+            False,
+            citations,
+            confidence=confidence,
+            parts=parts,
+            short_answer=self._short_answer(question, quoted, best.node),
         )
+
+    def _short_answer(self, question: str, quoted: list[TextNode], best: TextNode) -> ShortAnswer | None:
+        """The span of the `quoted` sentences that answers `question` (see `rag.short_answer`)."""
+        if self.short_answers is None:
+            return None
+        raws = [self.texts[n.metadata["source"]][n.metadata["start"] : n.metadata["end"]] for n in quoted]
+        ids = [n.node_id for n in quoted]
+        found = self.short_answers.best(question, raws, ids.index(best.node_id))
+        if found is None:
+            return None
+        span = found[0]
+        start = quoted[span.sentence].metadata["start"]
+        offset = len(normalise(raws[span.sentence][: span.start] + "x")) - 1  # where the span starts once normalised
+        return ShortAnswer(normalise(span.text), start + span.start, start + span.end, span.sentence, offset)
 
     def standalone(self, question: str, context: str) -> tuple[str, str]:
         """The question to retrieve with, and the context to keep: here both unchanged (the

@@ -94,11 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dataset = evaluate.add_mutually_exclusive_group(required=True)
     dataset.add_argument("--dataset", type=Path, help="JSONL question set (see eval/)")
-    dataset.add_argument("--squad", type=Path, help="SQuAD-format JSON: each article is a document with its own index")
+    dataset.add_argument(
+        "--squad",
+        type=Path,
+        action="append",
+        help="SQuAD-format JSON: each article is a document with its own index (repeat for several files)",
+    )
     evaluate.add_argument(
         "--articles",
-        help="with --squad: N (the first N articles), 'held-out' (those the ranker was not fitted on)"
-        " or comma-separated titles",
+        help="with --squad: N (the first N articles), 'held-out' (the split's held-out articles, else those"
+        " the ranker's training held out) or comma-separated titles",
+    )
+    evaluate.add_argument(
+        "--split",
+        type=Path,
+        help="with --squad: JSON naming the held-out articles (default: split.json beside the first --squad file)",
     )
     evaluate.add_argument("--predictions", type=Path, help="write one answer JSON per line here")
     evaluate.add_argument("--report", type=Path, help="write the metrics and failures here as JSON")
@@ -110,7 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", parents=[common], help="fit the ranker and abstention threshold on SQuAD articles"
     )
-    train.add_argument("--squad", type=Path, required=True, help="SQuAD-format JSON holding the fit articles")
+    train.add_argument(
+        "--squad",
+        type=Path,
+        action="append",
+        required=True,
+        help="SQuAD-format JSON (repeat for several files); every article not held out is fitted on",
+    )
+    train.add_argument(
+        "--short-answer-only",
+        action="store_true",
+        help="fit only the short-answer model, into a copy of the current ranker model (--config's or the packaged)",
+    )
+    train.add_argument(
+        "--split",
+        type=Path,
+        help="JSON naming the held-out articles of each file (default: split.json beside the first --squad file)",
+    )
     train.add_argument(
         "--out", type=Path, help="where to write the model (default: the packaged rag/models/ranker.json)"
     )
@@ -250,7 +276,7 @@ def run_ask(args: argparse.Namespace) -> int:
     engine = open_engine(config)
     freeze_startup_objects(collect=False)
     answer = engine.ask(question)
-    print(render.as_json(answer) if args.json else render.terminal(answer))
+    print(render.as_json(answer) if args.json else render.terminal(answer, bold=sys.stdout.isatty()))
     return 0
 
 
@@ -291,7 +317,7 @@ def run_chat(args: argparse.Namespace) -> int:
             print(f"Unknown command {line.split()[0]}. " + REPL_HELP.splitlines()[0])
         else:
             try:
-                print(render.terminal(engine.ask(line, session)))
+                print(render.terminal(engine.ask(line, session), bold=sys.stdout.isatty()))
             except (QuestionError, StoreUnavailableError) as exc:  # the chat goes on: ask again
                 print(exc)
 
@@ -302,10 +328,13 @@ def run_eval(args: argparse.Namespace) -> int:
     config = load(args)
     if args.squad:
         from rag.rank import MODEL_FILE, load_model
-        from rag.squad import load_squad, select
+        from rag.squad import held_out_articles, load_squads, select
 
-        fitted = load_model(config.answer.ranker_model or MODEL_FILE).training.get("fit_articles", [])
-        articles = select(load_squad(args.squad), args.articles, fitted)
+        training = load_model(config.answer.ranker_model or MODEL_FILE).training
+        fitted = training.get("fit_articles", [])
+        split = args.split or args.squad[0].parent / "split.json"
+        held_out = held_out_articles(split) if args.split or split.exists() else training.get("held_out_articles", [])
+        articles = select(load_squads(args.squad), args.articles, held_out)
         seen = [a.title for a in articles if a.title in fitted]
         if seen:
             print(
@@ -331,24 +360,38 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.report_html:
         from rag.report import write_html
 
-        write_html(result, args.report_html, title=str(args.squad or args.dataset))
+        write_html(result, args.report_html, title=", ".join(map(str, args.squad or [args.dataset])))
         print(f"Report written to {args.report_html}", file=sys.stderr)
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from rag.rank import MODEL_FILE
-    from rag.squad import load_squad
+    import dataclasses
+    import hashlib
+
+    from rag.rank import MODEL_FILE, load_model
+    from rag.squad import held_out_articles, load_squads
     from rag.train import train
+    from rag.train_short_answer import train_short_answer
 
     config = load(args)
     out = args.out or MODEL_FILE
-    model, figures = train(
-        config,
-        load_squad(args.squad),
-        squad_folder(args, config),
-        progress=lambda message: print(message, file=sys.stderr, flush=True),
-    )
+    split = args.split or args.squad[0].parent / "split.json"
+    articles, held_out = load_squads(args.squad), held_out_articles(split)
+    folder, progress = squad_folder(args, config), lambda message: print(message, file=sys.stderr, flush=True)
+    sources = {
+        "files": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in [*args.squad, split]},
+        "split": split.name,
+    }
+    if args.short_answer_only:
+        base = load_model(config.answer.ranker_model or MODEL_FILE)
+        short_answer, figures = train_short_answer(config, articles, held_out, folder, progress)
+        record = short_answer.to_json()
+        record["training"] |= sources
+        model = dataclasses.replace(base, short_answer=record)
+    else:
+        model, figures = train(config, articles, held_out, folder, progress)
+        model.training.update(sources)
     model.save(out)
     print(f"Model written to {out} (threshold {model.threshold:.3f})")
     for key, value in figures.items():

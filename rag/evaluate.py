@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, normalise
 from rag.errors import ConfigError, RagError
+from rag.short_answer import exact_match, f1
 
 if TYPE_CHECKING:
     from rag.config import Config
@@ -48,6 +49,9 @@ class Outcome:
     hit_at_k: bool
     # system -> its top sentence holds a gold answer (never abstaining)
     top1: dict[str, bool] = field(default_factory=dict)
+    # SQuAD exact match and F1 of the short answer (0 when none is shown); None unless `correct`
+    short_em: float | None = None
+    short_f1: float | None = None
 
 
 @dataclass
@@ -60,6 +64,7 @@ class EvalResult:
         answerable = [o for o in self.outcomes if o.question.answerable]
         unanswerable = [o for o in self.outcomes if not o.question.answerable]
         follow_ups = [o for o in answerable if o.question.turn > 0]
+        correct = [o for o in answerable if o.correct]
         latencies = sorted(o.answer.latency_ms for o in self.outcomes)
         return {
             "questions": len(self.outcomes),
@@ -71,6 +76,10 @@ class EvalResult:
             "abstention_recall": _share(unanswerable, lambda o: o.answer.abstained),
             "false_abstention": _share(answerable, lambda o: o.answer.abstained),
             "follow_up_accuracy": _share(follow_ups, lambda o: o.correct),
+            # on the answers whose quote holds a gold answer: is a short answer shown, and its EM/F1
+            "short_answer_present": _share(correct, lambda o: o.answer.short_answer is not None),
+            "short_answer_em": _mean([o.short_em for o in correct]),
+            "short_answer_f1": _mean([o.short_f1 for o in correct]),
             "follow_ups": len(follow_ups),
             **{
                 f"top1_{system}": _share(answerable, lambda o, s=system: o.top1.get(s, False))
@@ -179,6 +188,7 @@ def score(question: Question, answer: Answer, top_k: int) -> Outcome:
     correct = not answer.abstained and _holds(answer.text, question.answers)
     usable = not answer.abstained and question.answerable
     top = answer.citations[0].text if answer.citations else ""  # one sentence, like the baselines
+    short = answer.short_answer.text if answer.short_answer else None
     return Outcome(
         question,
         answer,
@@ -187,6 +197,8 @@ def score(question: Question, answer: Answer, top_k: int) -> Outcome:
         usable and any(t in text for t in targets for text in texts[:1]),
         usable and any(t in text for t in targets for text in texts[:top_k]),
         {"ranker": _holds(top, question.answers)} if answer.mode == "extractive" else {},
+        (exact_match(short, question.answers) if short else 0.0) if correct else None,
+        (f1(short, question.answers) if short else 0.0) if correct else None,
     )
 
 
@@ -279,6 +291,11 @@ def _fold(text: str) -> str:
 
 def _share(outcomes: list[Outcome], test) -> float | None:
     return sum(1 for o in outcomes if test(o)) / len(outcomes) if outcomes else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def percentile(values: list[float], p: int) -> float | None:

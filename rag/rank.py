@@ -191,6 +191,7 @@ class RankerModel:
     confidence: Perceptron
     threshold: float  # the default abstention point (a probability), chosen on the training articles
     training: dict[str, Any]
+    short_answer: dict[str, Any] | None = None  # the short-answer model's JSON (`rag.short_answer`), if trained
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +202,7 @@ class RankerModel:
             "confidence": self.confidence.to_json(),
             "threshold": self.threshold,
             "training": self.training,
+            **({"short_answer": self.short_answer} if self.short_answer else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -221,7 +223,9 @@ def load_model(path: Path = MODEL_FILE) -> RankerModel:
             raise ModelError(f"{path} was trained for other features; {remedy}")
         ranker = Linear.from_json(data["ranker"], len(CANDIDATE_FEATURES))
         confidence = Perceptron.from_json(data["confidence"], len(QUESTION_FEATURES))
-        return RankerModel(ranker, confidence, float(data["threshold"]), data.get("training", {}))
+        return RankerModel(
+            ranker, confidence, float(data["threshold"]), data.get("training", {}), data.get("short_answer")
+        )
     except OSError as exc:
         raise ModelError(f"cannot read the ranker model {path}: {exc.strerror}; {remedy}") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

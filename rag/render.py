@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 
 from rag.answer import Answer, Citation
 
@@ -12,15 +13,17 @@ SNIPPET_CHARS = 110
 SECTION_CHARS = 60
 
 
-def terminal(answer: Answer) -> str:
-    """Answer with short citations, for the CLI and the REPL."""
+def terminal(answer: Answer, bold: bool = False) -> str:
+    """Answer with short citations, for the CLI and the REPL; with `bold` (a terminal, not a
+    pipe), the short answer inside the quote is shown in bold."""
     if answer.abstained:
         lines = [answer.text]
         if answer.citations:
             lines += ["", "Closest passages (they do not answer the question):"]
             lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
         return "\n".join(lines)
-    lines = [_wrap(body(answer)), "", "Sources:"] if answer.citations else [_wrap(body(answer))]
+    text = _wrap(body(answer, mark=_ansi_bold if bold else str))
+    lines = [text, "", "Sources:"] if answer.citations else [text]
     lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
     return "\n".join(lines)
 
@@ -52,14 +55,28 @@ def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:
     return json.dumps(answer.to_json(item_id, turn), ensure_ascii=False)
 
 
-def body(answer: Answer) -> str:
+def body(answer: Answer, escape: Callable[[str], str] = str, mark: Callable[[str], str] = str) -> str:
     """The answer text with a citation number after every quoted sentence ("... [1] ... [2]");
-    a generated answer carries its own markers, a reply without sources none."""
+    a generated answer carries its own markers, a reply without sources none. Text goes through
+    `escape` (HTML, say), and the short answer, escaped, through `mark` (bold)."""
     if answer.abstained or not answer.citations or answer.mode != "extractive":
-        return answer.text
-    if answer.parts:
-        return " ".join(f"{text} [{n}]" for text, n in answer.parts)
-    return f"{answer.text} [1]"
+        return escape(answer.text)
+    if not answer.parts:
+        return f"{escape(answer.text)} [1]"
+    short = answer.short_answer
+    shown = []
+    for i, (text, n) in enumerate(answer.parts):
+        if short is not None and short.part == i and text[short.offset :].startswith(short.text):
+            end = short.offset + len(short.text)
+            text_shown = escape(text[: short.offset]) + mark(escape(short.text)) + escape(text[end:])
+        else:
+            text_shown = escape(text)
+        shown.append(f"{text_shown} [{n}]")
+    return " ".join(shown)
+
+
+def _ansi_bold(text: str) -> str:
+    return f"\033[1m{text}\033[0m"
 
 
 def _citation_line(c: Citation, limit: int) -> str:

@@ -60,13 +60,34 @@ def load_squad(path: Path) -> list[SquadArticle]:
         raise ConfigError(f"{path}: not a SQuAD-format file ({exc!r})") from None
 
 
-def select(articles: list[SquadArticle], spec: str | None, fitted: Collection[str] = ()) -> list[SquadArticle]:
-    """Articles named by `spec`: None for all, a number N for the first N, "held-out" for those not
-    in `fitted` (the ranker's training articles), else comma-separated titles."""
+def load_squads(paths: list[Path]) -> list[SquadArticle]:
+    """Every article of several SQuAD-format files, in order; ConfigError when two share a title."""
+    articles = [a for path in paths for a in load_squad(path)]
+    titles = [a.title for a in articles]
+    repeated = sorted({t for t in titles if titles.count(t) > 1})
+    if repeated:
+        raise ConfigError(f"--squad: several articles titled {', '.join(repeated)}")
+    return articles
+
+
+def held_out_articles(path: Path) -> frozenset[str]:
+    """The titles a split file (``{"held_out": {file name: [titles]}}``, see eval/squad/split.json) holds out."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return frozenset(str(title) for titles in data["held_out"].values() for title in titles)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the split file {path}: {exc.strerror} (--split names another)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: not a split file ({exc!r}); it needs held_out: {{file: [titles]}}") from None
+
+
+def select(articles: list[SquadArticle], spec: str | None, held_out: Collection[str] = ()) -> list[SquadArticle]:
+    """Articles named by `spec`: None for all, a number N for the first N, "held-out" for those in
+    `held_out` (the split's report articles), else comma-separated titles."""
     if not spec:
         return articles
     if spec.strip() == "held-out":
-        return [a for a in articles if a.title not in fitted]
+        return [a for a in articles if a.title in held_out]
     if spec.strip().isdigit():
         return articles[: int(spec)]
     by_title = {a.title: a for a in articles}

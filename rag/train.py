@@ -1,8 +1,8 @@
 """`python -m rag train`: fit the ranker and the answer confidence on SQuAD-format articles.
 
-Reproducible: the split is by article and fixed (`FIT_ARTICLES`, recorded in the model file),
+Reproducible: the split is by article and fixed (`eval/squad/split.json`, recorded in the model file),
 the optimisers are deterministic (L-BFGS from zeros or a seeded start), and the abstention threshold is chosen on
-out-of-fold predictions of the fit articles only (leave one article out), so the held-out
+out-of-fold predictions of the fit articles only (articles in folds), so the held-out
 articles that `rag eval --squad` reports on are never looked at.
 
 - Ranker: a conditional logit (softmax over each question's retrieved candidates), trained to put
@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,25 +34,28 @@ import numpy as np
 
 from rag.config import Config
 from rag.evaluate import Question
+from rag.fit import fit_conditional_logit
 from rag.lexical import FUNCTION_WORDS, WORD, content_terms, stem, words
-from rag.rank import CANDIDATE_FEATURES, NAME, NUMBER, Featurizer, Linear, Perceptron, RankerModel, softmax
+from rag.rank import (
+    NAME,
+    NUMBER,
+    QUESTION_FEATURES,
+    Featurizer,
+    Linear,
+    Perceptron,
+    RankerModel,
+    softmax,
+)
 from rag.squad import SquadArticle, article_config
+from rag.train_short_answer import fit_short_answer, span_examples
 
 if TYPE_CHECKING:
     from llama_index.core.schema import TextNode
 
     from rag.retrieve import Candidate
 
-# The SQuAD 2.0 training articles fitted on (of the ten in eval/squad/train-v2.0-10-articles.json); the
-# other five are the held-out report split. Both halves hold an article with unanswerable questions.
-FIT_ARTICLES = (
-    "Beyoncé",
-    "Frédéric_Chopin",
-    "Sino-Tibetan_relations_during_the_Ming_dynasty",
-    "The_Legend_of_Zelda:_Twilight_Princess",
-    "2008_Sichuan_earthquake",
-)
 SEED = 20261128
+FOLDS = 5  # out-of-fold predictions: the fit articles in this many folds, each scored by models fitted without it
 FOREIGN_QUESTIONS = 100  # per fit article: questions of the other articles, asked of it as unanswerable examples
 REWORDED_SHARE = 0.3  # share of answerable questions also asked reworded (see `reworded`)
 REWORD_PROBABILITY = 0.6
@@ -228,27 +231,7 @@ def _common(word: str) -> bool:
 
 def fit_ranker(examples: list[Example]) -> Linear:
     """Conditional-logit weights maximising the probability of the gold candidates."""
-    from scipy.optimize import minimize
-
-    usable = [e for e in examples if e.gold.any()]
-    rows = np.vstack([e.x for e in usable])
-    mean, scale = rows.mean(axis=0), rows.std(axis=0) + 1e-6
-    groups = [((e.x - mean) / scale, e.gold) for e in usable]
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        total, grad = RANKER_L2 * 0.5 * w @ w, RANKER_L2 * w
-        for z, gold in groups:
-            s = z @ w
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            pg = p[gold].sum()
-            total -= np.log(pg + 1e-12)
-            q = np.where(gold, p / (pg + 1e-12), 0.0)  # posterior over the gold candidates
-            grad -= z.T @ (q - p)
-        return total / len(groups), grad / len(groups)
-
-    w = minimize(loss, np.zeros(len(CANDIDATE_FEATURES)), jac=True, method="L-BFGS-B").x
-    return Linear(mean, scale, w, 0.0)
+    return fit_conditional_logit([(e.x, e.gold) for e in examples if e.gold.any()], RANKER_L2)
 
 
 def fit_confidence(x: np.ndarray, y: np.ndarray) -> Perceptron:
@@ -319,17 +302,18 @@ def quote_correct(e: Example, scores: np.ndarray, featurizer: Featurizer, neighb
 def out_of_fold(
     examples: list[Example], featurizers: dict[str, Featurizer], neighbour_ratio: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Question features, labels and article of every example, each ranked by a ranker fitted
-    without its article (so the features look like those of an unseen document)."""
-    xs, ys, groups = [], [], []
-    for article in dict.fromkeys(e.article for e in examples):
-        ranker = fit_ranker([e for e in examples if e.article != article])
-        held = [e for e in examples if e.article == article]
-        x, y = question_rows(ranker, held, featurizers, neighbour_ratio)
-        xs.append(x)
-        ys.append(y)
-        groups.extend([article] * len(held))
-    return np.vstack(xs), np.concatenate(ys), np.asarray(groups)
+    """Question features, labels and fold of every example, each ranked by a ranker fitted without
+    its fold's articles (so the features look like those of an unseen document)."""
+    articles = list(dict.fromkeys(e.article for e in examples))
+    fold_of = {article: i % FOLDS for i, article in enumerate(articles)}
+    folds = np.asarray([fold_of[e.article] for e in examples])
+    x = np.zeros((len(examples), len(QUESTION_FEATURES)))
+    y = np.zeros(len(examples))
+    for fold in sorted(set(fold_of.values())):
+        ranker = fit_ranker([e for e, f in zip(examples, folds, strict=True) if f != fold])
+        held = np.flatnonzero(folds == fold)
+        x[held], y[held] = question_rows(ranker, [examples[i] for i in held], featurizers, neighbour_ratio)
+    return x, y, folds
 
 
 def choose_threshold(confidence: np.ndarray, answerable: np.ndarray, max_false_abstention: float) -> float:
@@ -339,31 +323,38 @@ def choose_threshold(confidence: np.ndarray, answerable: np.ndarray, max_false_a
 
 
 def train(
-    config: Config, articles: list[SquadArticle], folder: Path, progress: Callable[[str], None]
+    config: Config,
+    articles: list[SquadArticle],
+    held_out: Collection[str],
+    folder: Path,
+    progress: Callable[[str], None],
 ) -> tuple[RankerModel, dict[str, float]]:
-    """Fit on the `FIT_ARTICLES` among `articles`; the model and figures from the fit articles."""
+    """Fit on the `articles` not `held_out`; the model and figures from the fit articles."""
     started = time.perf_counter()
-    fit = [a for a in articles if a.title in FIT_ARTICLES]
+    fit = [a for a in articles if a.title not in held_out]
     if len(fit) < 2:
         from rag.errors import ConfigError
 
-        raise ConfigError(f"the SQuAD file lacks the fit articles ({', '.join(FIT_ARTICLES)})")
+        raise ConfigError(f"fitting needs two articles that the split does not hold out; {len(fit)} found")
     examples, featurizers = collect(config, fit, folder, progress)
     if not any(e.answerable and e.gold.any() for e in examples):
         from rag.errors import ConfigError
 
         raise ConfigError("the fit articles have no answerable question whose answer a retrieved sentence holds")
-    progress("Fitting the ranker and the confidence model (leave one article out)...")
+    progress("Fitting the ranker and the confidence model (articles in folds)...")
     x, y, groups = out_of_fold(examples, featurizers, config.answer.neighbour_ratio)
     answerable = np.asarray([e.answerable for e in examples])
     real = np.asarray([not e.synthetic for e in examples])
     real_unanswerable = real & ~answerable
     oof_confidence = np.zeros(len(y))
-    for article in dict.fromkeys(groups):
-        model = fit_confidence(x[groups != article], y[groups != article])
-        oof_confidence[groups == article] = 1 / (1 + np.exp(-model(x[groups == article])))
+    for fold in sorted(set(groups)):
+        model = fit_confidence(x[groups != fold], y[groups != fold])
+        oof_confidence[groups == fold] = 1 / (1 + np.exp(-model(x[groups == fold])))
     threshold = choose_threshold(oof_confidence, answerable & real, MAX_FALSE_ABSTENTION)
     ranker, confidence = fit_ranker(examples), fit_confidence(x, y)
+    progress("Fitting the short-answer model...")
+    span_data, without_candidate = span_examples(fit, {title: f.passages for title, f in featurizers.items()})
+    short_answer, short_figures = fit_short_answer(span_data, without_candidate)
     abstained = oof_confidence < threshold
     reworded_questions = np.asarray([e.synthetic == "reworded" for e in examples])
     swapped_questions = np.asarray([e.synthetic == "swapped" for e in examples])
@@ -383,12 +374,13 @@ def train(
         "out_of_fold_swapped_abstention": float(abstained[swapped_questions].mean())
         if swapped_questions.any()
         else float("nan"),
+        **short_figures,
         "seconds": time.perf_counter() - started,
     }
     training = {
-        "data": "SQuAD 2.0 train, articles below",
+        "data": "SQuAD articles, fit ones below",
         "fit_articles": [a.title for a in fit],
-        "held_out_articles": [a.title for a in articles if a.title not in FIT_ARTICLES],
+        "held_out_articles": [a.title for a in articles if a.title in held_out],
         "questions": len(examples),
         "seed": SEED,
         "foreign_questions_per_article": FOREIGN_QUESTIONS,
@@ -396,8 +388,12 @@ def train(
         "reword_probability": REWORD_PROBABILITY,
         "swapped_share": SWAPPED_SHARE,
         "max_false_abstention": MAX_FALSE_ABSTENTION,
+        "folds": FOLDS,
+        "ranker_l2": RANKER_L2,
+        "confidence_l2": CONFIDENCE_L2,
+        "confidence_hidden": CONFIDENCE_HIDDEN,
         "neighbour_ratio": config.answer.neighbour_ratio,
         "embedding": config.embedding.model,
         "figures": {k: round(v, 4) for k, v in figures.items()},
     }
-    return RankerModel(ranker, confidence, threshold, training), figures
+    return RankerModel(ranker, confidence, threshold, training, short_answer.to_json()), figures

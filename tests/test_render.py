@@ -46,3 +46,25 @@ def test_citations_show_the_page_and_section_where_known():
     assert "(report.pdf, p. 4, paragraph 2, chars 5-30)" in text
     assert "(handbook.md, § Tools, paragraph 3, chars 0-14)" in text
     assert "(doc.txt, paragraph 9, chars 10-58)" in terminal(Answer("q", "x", False, [CITATION]))
+
+
+def test_short_answer_is_bold_on_a_terminal_and_plain_when_piped():
+    from rag.answer import ShortAnswer
+
+    text = "Last year, the administration revoked the visa."
+    answer = Answer(
+        "q", text, False, [CITATION], parts=[(text, 1)], short_answer=ShortAnswer("Last year", 10, 19, 0, 0)
+    )
+    assert terminal(answer, bold=True).splitlines()[0] == f"\033[1mLast year\033[0m{text[9:]} [1]"
+    assert terminal(answer).splitlines()[0] == f"{text} [1]"
+    assert answer.to_json()["short_answer"] == {"text": "Last year", "start": 10, "end": 19}
+    assert Answer.from_record(answer.to_record()) == answer
+
+
+def test_short_answer_is_bold_in_telegram_html_and_escaped():
+    from rag.answer import ShortAnswer
+    from rag.bot.render import telegram_html
+
+    text = "Costs rose to <$41,000> in 2019."
+    answer = Answer("q", text, False, [CITATION], parts=[(text, 1)], short_answer=ShortAnswer("$41,000", 5, 12, 0, 15))
+    assert telegram_html(answer)[0].startswith("Costs rose to &lt;<b>$41,000</b>&gt; in 2019. [1]")

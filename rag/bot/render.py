@@ -18,7 +18,7 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
     """Answer and compact citations as Telegram HTML messages, each at most `limit` characters;
     with `question`, the question is shown first (for answers to a tapped example)."""
     parts = [f"❓ <i>{escape_html(question)}</i>"] if question else []
-    parts.append(escape_html(body(answer)))
+    parts.append(body(answer, escape=escape_html, mark=lambda text: f"<b>{text}</b>"))
     if answer.citations:
         heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")

@@ -1,0 +1,273 @@
+"""The short answer: the span of the quoted sentence(s) that answers the question ("41,000",
+"Samuel Brandt"), shown in bold inside the quote, which stays its proof.
+
+Candidates are the word sequences of up to `MAX_TOKENS` tokens that start and end on a content
+word and cross no punctuation (a number keeps its commas, points and currency sign). Each gets
+named features: its length, its kind (number, time, name) against the kind the question asks for,
+how much of it the question already says, how far it sits from the question's words in the
+sentence, whether it cuts a name or a number in two, and the question's wh-word crossed with the
+span's kind. A conditional logit (softmax over one answer's candidates), fitted by `rag train` on
+the gold spans of SQuAD's fit articles, scores them; below the model's threshold no span is shown.
+
+Deliberate simplifications: no parser or tagger (word shapes and the question's words only), and
+one span per answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ModelError
+from rag.lexical import FUNCTION_WORDS, content_terms, stem
+from rag.rank import NUMBER_WORD, TIME_WORD, Linear, RankerModel, expected_kind, softmax
+
+MAX_TOKENS = 6
+TOKEN = re.compile(r"[$€£¥]?\d[\d,.:/–-]*\d%?|[$€£¥]?\d%?|[^\W_]+(?:['’-][^\W_]+)*|\S", re.UNICODE)
+BE = frozenset("is are was were be been being as called named known became".split())
+PREPOSITIONS = frozenset("in on at by from to of for with during since after before into as than about".split())
+WH = ("who", "when", "where", "how many", "how much", "what", "which", "why", "how", "other")
+SPAN_KINDS = ("number", "time", "name")
+SPAN_FEATURES = (
+    "length_1", "length_2", "length_3", "length_4_plus",
+    "question_share", "question_any",
+    *(f"{k}_asked_offered" for k in SPAN_KINDS), *(f"{k}_asked_missing" for k in SPAN_KINDS),
+    "distance_log", "no_question_word_nearby", "right_after_question_word", "right_before_question_word",
+    "after_preposition", "before_punctuation", "all_capitalised", "opens_sentence",
+    "cuts_name", "cuts_number", "position", "in_best_sentence",
+    "question_words_left", "question_words_right", "inner_function_words", "length_log", "number_only",
+    "after_comma", "after_be", "before_be", "before_comma", "unit_left_out_asked", "unit_left_out_new",
+    *(f"{w}_{k}" for w in WH for k in (*SPAN_KINDS, "plain")),
+    *(f"{w}_length_{n}" for w in WH for n in ("1", "2", "3", "4_plus")),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    start: int
+    end: int
+
+    @property
+    def word(self) -> bool:
+        return self.text[:1].isalnum() or self.text[:1] in "$€£¥"
+
+    @property
+    def capitalised(self) -> bool:
+        return self.text[:1].isupper()
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        bare = self.text.strip("$€£¥")
+        kinds = {kind for kind, pattern in (("number", NUMBER_WORD), ("time", TIME_WORD)) if pattern.match(bare)}
+        if any(c.isdigit() for c in self.text):
+            kinds.add("number")
+        return frozenset(kinds)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate: tokens [first, last] of sentence `sentence`, at characters [start, end) of its text."""
+
+    sentence: int
+    first: int
+    last: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ShortAnswerModel:
+    scorer: Linear
+    threshold: float  # the lowest probability shown; below it the short answer is None
+    training: dict[str, Any]  # what it was fitted on, how, and its figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "features": list(SPAN_FEATURES),
+            "scorer": self.scorer.to_json(),
+            "threshold": self.threshold,
+            "training": self.training,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShortAnswerModel:
+        if data["features"] != list(SPAN_FEATURES):
+            raise ValueError("the short-answer model was trained for other features")
+        scorer = Linear.from_json(data["scorer"], len(SPAN_FEATURES))
+        return cls(scorer, float(data["threshold"]), data.get("training", {}))
+
+    def best(self, question: str, sentences: Sequence[str], best_sentence: int = 0) -> tuple[Span, float] | None:
+        """The most probable span of `sentences` (the quote, `best_sentence` the one the ranker put
+        first) and its probability; None when no span reaches the threshold."""
+        spans, x = span_features(question, sentences, best_sentence)
+        if not spans:
+            return None
+        probabilities = softmax(self.scorer(x))
+        i = int(np.argmax(probabilities))
+        return (spans[i], float(probabilities[i])) if probabilities[i] >= self.threshold else None
+
+
+def load_short_answer(model: RankerModel) -> ShortAnswerModel | None:
+    """The short-answer model shipped in the ranker's file; None for a file trained without one."""
+    if model.short_answer is None:
+        return None
+    try:
+        return ShortAnswerModel.from_json(model.short_answer)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"the short-answer model is corrupt ({exc}); run `python -m rag train`") from None
+
+
+def tokens(text: str) -> list[Token]:
+    return [Token(m.group(0), m.start(), m.end()) for m in TOKEN.finditer(text)]
+
+
+def candidates(sentence: int, text: str, toks: list[Token]) -> list[Span]:
+    """Every span of up to `MAX_TOKENS` word tokens, crossing no punctuation, that starts and ends
+    on a content word."""
+    spans = []
+    for first, token in enumerate(toks):
+        if not _content(token):
+            continue
+        for last in range(first, min(first + MAX_TOKENS, len(toks))):
+            if not toks[last].word:
+                break
+            if _content(toks[last]):
+                start, end = token.start, toks[last].end
+                spans.append(Span(sentence, first, last, start, end, text[start:end]))
+    return spans
+
+
+def span_features(question: str, sentences: Sequence[str], best_sentence: int = 0) -> tuple[list[Span], np.ndarray]:
+    """The candidate spans of `sentences` and one row of `SPAN_FEATURES` each."""
+    q_terms = set(content_terms(question))
+    kind = expected_kind(question)
+    wh = question_wh(question)
+    spans: list[Span] = []
+    rows: list[list[float]] = []
+    for number, text in enumerate(sentences):
+        toks = tokens(text)
+        in_question = [bool(_content(t) and stem(t.text.lower()) in q_terms) for t in toks]
+        anchors = [i for i, hit in enumerate(in_question) if hit]
+        for span in candidates(number, text, toks):
+            rows.append(_row(span, toks, in_question, anchors, kind, wh, number == best_sentence))
+            spans.append(span)
+    return spans, np.asarray(rows, dtype="float64").reshape(len(rows), len(SPAN_FEATURES))
+
+
+def _row(
+    span: Span,
+    toks: list[Token],
+    in_question: list[bool],
+    anchors: list[int],
+    kind: str | None,
+    wh: str,
+    in_best: bool,
+) -> list[float]:
+    inside = toks[span.first : span.last + 1]
+    content = [i for i in range(span.first, span.last + 1) if _content(toks[i])]
+    kinds = {k for t in inside for k in t.kinds}
+    name = all(t.capitalised for t in inside if _content(t)) and span.first > 0
+    if name:
+        kinds.add("name")
+    length = span.last - span.first + 1
+    outside = [a for a in anchors if a < span.first or a > span.last]
+    distance = min((span.first - a if a < span.first else a - span.last for a in outside), default=None)
+    before = toks[span.first - 1] if span.first > 0 else None
+    after = toks[span.last + 1] if span.last + 1 < len(toks) else None
+    row = {
+        f"length_{min(length, 4)}" + ("_plus" if length >= 4 else ""): 1.0,
+        "question_share": sum(in_question[i] for i in content) / len(content),
+        "question_any": float(any(in_question[i] for i in content)),
+        "distance_log": math.log1p(distance) if distance is not None else 0.0,
+        "no_question_word_nearby": float(distance is None or distance > 10),
+        "right_after_question_word": float(span.first > 0 and in_question[span.first - 1]),
+        "right_before_question_word": float(span.last + 1 < len(toks) and in_question[span.last + 1]),
+        "after_preposition": float(before is not None and before.text.lower() in PREPOSITIONS),
+        "before_punctuation": float(after is None or not after.word),
+        "all_capitalised": float(name),
+        "opens_sentence": float(span.first == 0),
+        "cuts_name": float(
+            name and ((before is not None and before.capitalised) or (after is not None and after.capitalised))
+        ),
+        "cuts_number": float(
+            bool(kinds & {"number"})
+            and ((before is not None and "number" in before.kinds) or (after is not None and "number" in after.kinds))
+        ),
+        "position": span.first / max(len(toks), 1),
+        "in_best_sentence": float(in_best),
+        "question_words_left": sum(in_question[max(span.first - 4, 0) : span.first]) / max(len(anchors), 1),
+        "question_words_right": sum(in_question[span.last + 1 : span.last + 5]) / max(len(anchors), 1),
+        "inner_function_words": float(sum(t.word and not _content(t) for t in inside)),
+        "length_log": math.log(length),
+        "number_only": float(all("number" in t.kinds for t in inside)),
+        "after_comma": float(before is not None and before.text == ","),
+        "after_be": float(before is not None and before.text.lower() in BE),
+        "before_be": float(after is not None and after.text.lower() in BE),
+        "before_comma": float(after is not None and after.text == ","),
+        # a number whose unit or counted noun follows outside the span ("12 [euros]", "41,000 [visitors]")
+        "unit_left_out_asked": float(_unit_after(inside, after) and in_question[span.last + 1]),
+        "unit_left_out_new": float(_unit_after(inside, after) and not in_question[span.last + 1]),
+        f"{wh}_{next((k for k in SPAN_KINDS if k in kinds), 'plain')}": 1.0,
+        f"{wh}_length_{min(length, 4)}" + ("_plus" if length >= 4 else ""): 1.0,
+    }
+    if kind is not None:
+        row[f"{kind}_asked_{'offered' if kind in kinds else 'missing'}"] = 1.0
+    return [row.get(name, 0.0) for name in SPAN_FEATURES]
+
+
+def question_wh(question: str) -> str:
+    """The question's wh-word ("how many", "how much" as one); "other" without one."""
+    q = question.lower()
+    for wh in WH[:-1]:
+        if re.search(rf"\b{wh}\b", q):
+            return wh
+    return "other"
+
+
+def _unit_after(inside: list[Token], after: Token | None) -> bool:
+    """Whether the span ends on a number and a lower-case content word follows it."""
+    return "number" in inside[-1].kinds and after is not None and _content(after) and not after.capitalised
+
+
+def _content(token: Token) -> bool:
+    return token.word and token.text.lower() not in FUNCTION_WORDS
+
+
+# SQuAD's official answer normalisation and scores (evaluate-v2.0.py)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)
+
+
+def squad_normalise(text: str) -> str:
+    """Lower case, no punctuation, no articles, single spaces: SQuAD's comparison form."""
+    text = "".join(c for c in text.lower() if c not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    return max((float(squad_normalise(prediction) == squad_normalise(g)) for g in golds), default=0.0)
+
+
+def f1(prediction: str, golds: Sequence[str]) -> float:
+    """SQuAD's token F1 against the best of `golds`."""
+
+    def one(gold: str) -> float:
+        predicted, wanted = squad_normalise(prediction).split(), squad_normalise(gold).split()
+        common = sum((Counter(predicted) & Counter(wanted)).values())
+        if not predicted or not wanted:
+            return float(predicted == wanted)
+        if common == 0:
+            return 0.0
+        precision, recall = common / len(predicted), common / len(wanted)
+        return 2 * precision * recall / (precision + recall)
+
+    return max((one(g) for g in golds), default=0.0)

@@ -1,0 +1,93 @@
+"""The short answer: candidates, SQuAD's scores, the shipped model on a document of our own."""
+
+import pytest
+
+from rag.rank import load_model
+from rag.short_answer import (
+    SPAN_FEATURES,
+    candidates,
+    exact_match,
+    f1,
+    load_short_answer,
+    span_features,
+    squad_normalise,
+    tokens,
+)
+from rag.train_short_answer import choose_null_threshold
+
+# A small document of our own (not in the repo's question sets): a museum's annual report.
+REPORT = """Harbour Museum annual report
+
+The Harbour Museum welcomed 41,000 visitors in 2019, twice as many as the year before.
+
+The new wing was designed by the architect Samuel Brandt. It opened to the public in March 2021.
+
+Entry costs 12 euros for adults. Children under twelve enter free of charge.
+
+The museum's collection holds 3,200 ship models. Most of them were donated by local families.
+"""
+
+
+def test_squad_normalisation_and_scores_follow_the_official_script():
+    assert squad_normalise("The  Eiffel-Tower!") == "eiffeltower"
+    assert exact_match("the Fatou Bensouda.", ["Fatou Bensouda"]) == 1.0
+    assert f1("Fatou Bensouda", ["Bensouda"]) == pytest.approx(2 / 3)
+    assert f1("nothing alike", ["Bensouda", "Fatou Bensouda"]) == 0.0
+
+
+def test_candidates_start_and_end_on_content_words_and_cross_no_punctuation():
+    text = "Last year, the court fined him $41,000 in May."
+    spans = {s.text for s in candidates(0, text, tokens(text))}
+    assert {"Last year", "$41,000", "May", "court"} <= spans
+    assert not any(", " in s for s in spans)
+    assert not any(s.split()[0].lower() in {"the", "in", "him"} for s in spans)
+
+
+def test_features_have_one_row_per_candidate():
+    spans, x = span_features("How many visitors came?", ["It welcomed 41,000 visitors.", "Entry is free."])
+    assert x.shape == (len(spans), len(SPAN_FEATURES))
+    assert {s.sentence for s in spans} == {0, 1}
+
+
+def test_null_threshold_hides_the_spans_that_are_mostly_wrong():
+    scored = [(0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.6, 1.0), (0.9, 1.0)]
+    assert choose_null_threshold(scored) == 0.6
+    assert choose_null_threshold([(0.1, 1.0), (0.5, 1.0)]) == 0.0
+
+
+def test_shipped_model_has_a_short_answer_model():
+    model = load_short_answer(load_model())
+    assert model is not None and 0 <= model.threshold < 1
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How many visitors did the Harbour Museum welcome in 2019?", {"41,000"}),
+        ("Who was the architect of the new wing?", {"Samuel Brandt"}),
+        ("How much does entry cost for adults?", {"12 euros", "12"}),
+        ("How many ship models does the collection hold?", {"3,200"}),
+    ],
+)
+def test_answers_carry_the_short_answer_at_its_document_offsets(report_engine, question, expected):
+    engine, text = report_engine
+    answer = engine.ask(question)
+    assert not answer.abstained
+    short = answer.short_answer
+    assert short is not None and short.text in expected
+    assert text[short.start : short.end] == short.text
+    assert answer.to_json()["short_answer"] == {"text": short.text, "start": short.start, "end": short.end}
+
+
+@pytest.fixture(scope="module")
+def report_engine(tmp_path_factory, onnx_dir):
+    from rag.config import load_config
+    from rag.engine import Engine
+    from tests.conftest import ROOT
+
+    folder = tmp_path_factory.mktemp("report")
+    path = folder / "harbour-museum.txt"
+    path.write_text(REPORT, encoding="utf-8")
+    config = load_config(ROOT / "config.yaml", doc=path, index_dir=folder / "index")
+    config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
+    return Engine.open(config), REPORT
