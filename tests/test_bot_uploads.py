@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from rag.bot.render import plain_text
 from tests.bot_harness import running_bot, write_config
 from tests.fake_telegram import FakeTelegram
 from tests.test_formats import make_pdf
@@ -33,7 +34,8 @@ def texts(fake: FakeTelegram, message: dict, count: int, timeout: float = 120) -
 
 
 def ask(fake: FakeTelegram, chat_id: int, text: str) -> str:
-    return texts(fake, fake.push_text(chat_id, text), 1)[0]
+    """The reply's text without its HTML tags (the short answer is in bold)."""
+    return plain_text(texts(fake, fake.push_text(chat_id, text), 1)[0])
 
 
 def test_an_admin_uploads_a_document_then_asks_lists_and_removes_it(fake, bot):
