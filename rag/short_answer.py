@@ -21,6 +21,7 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ class Token:
     def capitalised(self) -> bool:
         return self.text[:1].isupper()
 
-    @property
+    @cached_property
     def kinds(self) -> frozenset[str]:
         bare = self.text.strip("$€£¥")
         kinds = {kind for kind, pattern in (("number", NUMBER_WORD), ("time", TIME_WORD)) if pattern.match(bare)}
