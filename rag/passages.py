@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 ARRAYS = ("ids", "document", "paragraph", "start", "end", "sources", "df")
+# the passages' entities and noun phrases (`rag.entities`): one row each, ordered by passage
+SPAN_ARRAYS = ("span_passage", "span_start", "span_end", "span_label")
 NODE_CACHE = 4096
 
 
@@ -54,6 +56,9 @@ class Passages:
         self.end: np.ndarray = arrays["end"]
         self.sources: list[str] = [str(s) for s in arrays["sources"]]
         self.df: np.ndarray = arrays.get("df", np.zeros(0, dtype="int32"))
+        self.span_rows: dict[str, np.ndarray] = {
+            name: arrays.get(name, np.zeros(0, dtype="int32")) for name in SPAN_ARRAYS
+        }
         self.texts = texts or {}
         self._read_node = read_node
         self._read_nodes = read_nodes or (lambda ids: {node_id: read_node(node_id) for node_id in ids})
@@ -82,6 +87,7 @@ class Passages:
         ValueError (a garbled or truncated file), or KeyError (an array missing)."""
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in ARRAYS}
+            arrays |= {name: data[name] for name in SPAN_ARRAYS if name in data.files}  # format 8 on
         arrays["ids"] = np.char.decode(arrays["ids"], "ascii") if arrays["ids"].dtype.kind == "S" else arrays["ids"]
         lengths = {len(arrays[name]) for name in ARRAYS if name not in ("sources", "df")}
         if len(lengths) != 1:
@@ -92,6 +98,7 @@ class Passages:
         """Write the arrays (uncompressed: they are small and load faster so)."""
         arrays = {name: getattr(self, name) for name in ARRAYS if name not in ("sources", "ids")}
         arrays["ids"] = np.char.encode(self.ids, "ascii")  # hex ids: a byte a character, not four
+        arrays |= self.span_rows
         with path.open("wb") as out:
             np.savez(out, sources=np.asarray(self.sources, dtype=str), **arrays)
 
@@ -138,6 +145,20 @@ class Passages:
         if document is None:
             return self.node(position).text
         return document[int(self.start[position]) : int(self.end[position])]
+
+    def set_spans(self, spans: Sequence[Sequence[tuple[int, int, int]]]) -> None:
+        """Store each passage's (start, end, label) spans, in document order (see `rag.entities`)."""
+        rows = [(p, *span) for p, passage_spans in enumerate(spans) for span in passage_spans]
+        table = np.asarray(rows, dtype="int32").reshape(len(rows), 4)
+        self.span_rows = {name: table[:, i].copy() for i, name in enumerate(SPAN_ARRAYS)}
+
+    def spans(self, position: int) -> list[tuple[int, int, int]]:
+        """The passage's entities and noun phrases: (start, end, label index), characters of its text."""
+        rows = self.span_rows
+        low, high = np.searchsorted(rows["span_passage"], [position, position + 1])
+        return [
+            (int(rows["span_start"][i]), int(rows["span_end"][i]), int(rows["span_label"][i])) for i in range(low, high)
+        ]
 
     def all_nodes(self) -> list[TextNode]:
         """Every passage's node, in document order (reads the whole docstore: for builds and small indexes)."""

@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from rag.entities import LABELS
 from rag.errors import ModelError
 from rag.lexical import FUNCTION_WORDS, content_terms, stem
-from rag.rank import NUMBER_WORD, TIME_WORD, Linear, RankerModel, expected_kind, softmax
+from rag.rank import NUMBER_WORD, TIME_WORD, WH, Linear, RankerModel, expected_kind, question_wh, softmax
 
 MAX_TOKENS = 6
 TOKEN = re.compile(r"[$€£¥]?\d[\d,.:/–-]*\d%?|[$€£¥]?\d%?|[^\W_]+(?:['’-][^\W_]+)*|\S", re.UNICODE)
 BE = frozenset("is are was were be been being as called named known became".split())
 PREPOSITIONS = frozenset("in on at by from to of for with during since after before into as than about".split())
-WH = ("who", "when", "where", "how many", "how much", "what", "which", "why", "how", "other")
 SPAN_KINDS = ("number", "time", "name")
 SPAN_FEATURES = (
     "length_1", "length_2", "length_3", "length_4_plus",
@@ -47,7 +47,12 @@ SPAN_FEATURES = (
     "after_comma", "after_be", "before_be", "before_comma", "unit_left_out_asked", "unit_left_out_new",
     *(f"{w}_{k}" for w in WH for k in (*SPAN_KINDS, "plain")),
     *(f"{w}_length_{n}" for w in WH for n in ("1", "2", "3", "4_plus")),
+    "inside_tagged", "cuts_tagged", *(f"{w}_is_{label}" for w in WH for label in LABELS),
 )  # fmt: skip
+
+
+TAG_OFFSET = SPAN_FEATURES.index("inside_tagged")  # the features from here on come from `_tag_row`
+Tagged = tuple[int, int, int]  # an entity or noun phrase of a sentence: start, end, label index (`rag.entities`)
 
 
 @dataclass(frozen=True)
@@ -106,10 +111,13 @@ class ShortAnswerModel:
         scorer = Linear.from_json(data["scorer"], len(SPAN_FEATURES))
         return cls(scorer, float(data["threshold"]), data.get("training", {}))
 
-    def best(self, question: str, sentences: Sequence[str], best_sentence: int = 0) -> tuple[Span, float] | None:
-        """The most probable span of `sentences` (the quote, `best_sentence` the one the ranker put
-        first) and its probability; None when no span reaches the threshold."""
-        spans, x = span_features(question, sentences, best_sentence)
+    def best(
+        self, question: str, sentences: Sequence[str], tagged: Sequence[Sequence[Tagged]], best_sentence: int = 0
+    ) -> tuple[Span, float] | None:
+        """The most probable span of `sentences` (the quote, each with its `tagged` entities and noun
+        phrases; `best_sentence` the one the ranker put first) and its probability; None when no
+        span reaches the threshold."""
+        spans, x = span_features(question, sentences, tagged, best_sentence)
         if not spans:
             return None
         probabilities = softmax(self.scorer(x))
@@ -147,8 +155,10 @@ def candidates(sentence: int, text: str, toks: list[Token]) -> list[Span]:
     return spans
 
 
-def span_features(question: str, sentences: Sequence[str], best_sentence: int = 0) -> tuple[list[Span], np.ndarray]:
-    """The candidate spans of `sentences` and one row of `SPAN_FEATURES` each."""
+def span_features(
+    question: str, sentences: Sequence[str], tagged: Sequence[Sequence[Tagged]], best_sentence: int = 0
+) -> tuple[list[Span], np.ndarray]:
+    """The candidate spans of `sentences` (with their `tagged` spans) and one row of `SPAN_FEATURES` each."""
     q_terms = set(content_terms(question))
     kind = expected_kind(question)
     wh = question_wh(question)
@@ -158,8 +168,10 @@ def span_features(question: str, sentences: Sequence[str], best_sentence: int = 
         toks = tokens(text)
         in_question = [bool(_content(t) and stem(t.text.lower()) in q_terms) for t in toks]
         anchors = [i for i, hit in enumerate(in_question) if hit]
+        labels = {(start, end): label for start, end, label in tagged[number]}
         for span in candidates(number, text, toks):
-            rows.append(_row(span, toks, in_question, anchors, kind, wh, number == best_sentence))
+            row = _row(span, toks, in_question, anchors, kind, wh, number == best_sentence)
+            rows.append(row + _tag_row(span, labels, wh))
             spans.append(span)
     return spans, np.asarray(rows, dtype="float64").reshape(len(rows), len(SPAN_FEATURES))
 
@@ -222,16 +234,23 @@ def _row(
     }
     if kind is not None:
         row[f"{kind}_asked_{'offered' if kind in kinds else 'missing'}"] = 1.0
-    return [row.get(name, 0.0) for name in SPAN_FEATURES]
+    return [row.get(name, 0.0) for name in SPAN_FEATURES[:TAG_OFFSET]]
 
 
-def question_wh(question: str) -> str:
-    """The question's wh-word ("how many", "how much" as one); "other" without one."""
-    q = question.lower()
-    for wh in WH[:-1]:
-        if re.search(rf"\b{wh}\b", q):
-            return wh
-    return "other"
+def _tag_row(span: Span, labels: dict[tuple[int, int], int], wh: str) -> list[float]:
+    """The tagger's features of a span: is it an entity or noun phrase of some label (crossed with
+    the wh-word), inside one, or cutting one in two."""
+    row = [0.0] * (len(SPAN_FEATURES) - TAG_OFFSET)
+    label = labels.get((span.start, span.end))
+    inside = any(s <= span.start and span.end <= e and (s, e) != (span.start, span.end) for s, e in labels)
+    cuts = any(
+        s < span.end and span.start < e and not (s <= span.start and span.end <= e or span.start <= s and e <= span.end)
+        for s, e in labels
+    )
+    row[0], row[1] = float(inside), float(cuts)
+    if label is not None:
+        row[2 + WH.index(wh) * len(LABELS) + label] = 1.0
+    return row
 
 
 def _unit_after(inside: list[Token], after: Token | None) -> bool:

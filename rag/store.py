@@ -55,6 +55,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
+from rag.entities import Span as Tagged
+from rag.entities import annotate
 from rag.errors import ConfigError, DocumentError, IndexCorruptError
 from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
     ARRAYS,
@@ -88,8 +90,8 @@ if TYPE_CHECKING:
 # 5: passages in SQLite (llama-index KV stores), compact arrays, persisted BM25 with the one analyser
 # 6: documents' extracted texts in SQLite, file fingerprints in the manifest (no parsing at start)
 # 7: documents' texts and paragraphs as arrays (documents.npz) instead of JSON records in SQLite
-FORMAT_VERSION = 7
-REUSABLE_FORMATS = (5, 6, 7)  # formats whose passages and vectors a build copies instead of re-embedding
+FORMAT_VERSION = 8  # 8: passages.npz holds the passages' entities and noun phrases
+REUSABLE_FORMATS = (5, 6, 7, 8)  # formats whose passages and vectors a build copies instead of re-embedding
 BUILD_BATCH = 1024
 BUILD_LOCK = ".build.lock"
 Progress = Callable[[str], None]
@@ -463,7 +465,9 @@ def build_index(
     config.index_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=config.index_dir))
     try:
-        kind = _write_files(staging, nodes, [t.document for t in targets], config, embed_model, dimension, to_embed)
+        documents = [t.document for t in targets]
+        tags = _tags_by_id(previous) if previous else {}
+        kind = _write_files(staging, nodes, documents, config, embed_model, dimension, to_embed, tags)
         manifest = {
             **build_settings(config),
             "documents": _document_entries(targets, per_document, old_manifest),
@@ -487,6 +491,7 @@ def _write_files(
     embed_model: BaseEmbedding,
     dimension: int,
     to_embed: int,
+    tags: dict[str, list[Tagged]],
 ) -> str:
     """Embed what needs it (batch by batch, with a progress bar) and write every index file into
     `folder`: FAISS, the llama-index stores and the documents' texts in SQLite, BM25 and the
@@ -515,6 +520,11 @@ def _write_files(
     kvstore.close()
     save_documents(folder / DOCUMENT_ARRAYS, documents)
     passages = Passages.from_nodes(nodes)
+    untagged = [n for n in nodes if n.node_id not in tags]  # tags of unchanged passages are kept
+    with _progress_bar(len(untagged), "Tagging entities") as bar:
+        fresh = annotate([n.text for n in untagged], bar.update)
+    tags = tags | {n.node_id: spans for n, spans in zip(untagged, fresh, strict=True)}
+    passages.set_spans([tags[n.node_id] for n in nodes])
     bm25, passages.df = Bm25Index.build((n.text for n in nodes), [n.node_id for n in nodes])
     bm25.save(folder / BM25)
     passages.save(folder / ARRAYS)
@@ -541,6 +551,14 @@ def _document_nodes(stored: StoredIndex, source: str) -> list[TextNode]:
         return []
     number = passages.sources.index(source)
     return [passages.node(i) for i in range(len(passages)) if passages.document[i] == number]
+
+
+def _tags_by_id(stored: StoredIndex) -> dict[str, list[Tagged]]:
+    """Every stored passage's entities and noun phrases by id, when its format has them."""
+    if stored.manifest.get("format") != FORMAT_VERSION:
+        return {}
+    passages = stored.passages
+    return {str(passages.ids[i]): passages.spans(i) for i in range(len(passages))}
 
 
 def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:
@@ -589,13 +607,11 @@ def new_faiss_index(dimension: int, size: int, hnsw_above: int):
     return index
 
 
-def _progress_bar(total: int):
-    """A progress bar on stderr for builds big enough to wait for."""
+def _progress_bar(total: int, what: str = "Embedding passages"):
+    """A progress bar on stderr, with the time left, for builds big enough to wait for."""
     from tqdm import tqdm
 
-    return tqdm(
-        total=total, desc="Embedding passages", unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr
-    )
+    return tqdm(total=total, desc=what, unit="passage", disable=total < 2 * BUILD_BATCH, file=sys.stderr)
 
 
 def load_documents(config: Config) -> list[SourceDocument]:

@@ -40,6 +40,7 @@ from rag.rank import (
     NAME,
     NUMBER,
     QUESTION_FEATURES,
+    TYPE_COLUMNS,
     Featurizer,
     Linear,
     Perceptron,
@@ -92,7 +93,7 @@ def collect(
     examples, featurizers = [], {}
     for article in articles:
         _, stored, retriever = open_retrieval(article_config(config, article, folder), progress=progress)
-        featurizer = featurizers[article.title] = Featurizer(stored.nodes)
+        featurizer = featurizers[article.title] = Featurizer(stored.passages)  # with the stored entities
         rng = random.Random(f"{SEED}:{article.title}")
         foreign = [q.question for other in articles if other is not article for q in other.questions]
         asked = [(q, q.question, article.spans[q.item_id], "") for q in article.questions]
@@ -276,7 +277,8 @@ def question_rows(
     for e in examples:
         featurizer = featurizers[e.article]
         scores = ranker(e.x) if len(e.x) else np.zeros(0)
-        rows.append(featurizer.question(e.question, e.candidates, e.x, scores, e.allowed))
+        type_scores = ranker.partial(e.x, TYPE_COLUMNS) if len(e.x) else np.zeros(0)
+        rows.append(featurizer.question(e.question, e.candidates, e.x, scores, e.allowed, type_scores))
         labels.append(float(e.allowed.any() and quote_correct(e, scores, featurizer, neighbour_ratio)))
     return np.vstack(rows), np.asarray(labels)
 

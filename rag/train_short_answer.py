@@ -95,8 +95,9 @@ def _example(
     other = passages.neighbour(position, +1)
     if other is None:
         other = passages.neighbour(position, -1)
-    sentences = [passages.text(position)] + ([] if other is None else [passages.text(other)])
-    candidates, x = span_features(question, sentences)
+    positions = [position] + ([] if other is None else [other])
+    sentences = [passages.text(p) for p in positions]
+    candidates, x = span_features(question, sentences, [passages.spans(p) for p in positions])
     wanted = {squad_normalise(g) for g in golds}
     gold = np.asarray([squad_normalise(c.text) in wanted for c in candidates], dtype=bool)
     if not gold.any():

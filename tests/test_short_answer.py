@@ -44,7 +44,7 @@ def test_candidates_start_and_end_on_content_words_and_cross_no_punctuation():
 
 
 def test_features_have_one_row_per_candidate():
-    spans, x = span_features("How many visitors came?", ["It welcomed 41,000 visitors.", "Entry is free."])
+    spans, x = span_features("How many visitors came?", ["It welcomed 41,000 visitors.", "Entry is free."], [[], []])
     assert x.shape == (len(spans), len(SPAN_FEATURES))
     assert {s.sentence for s in spans} == {0, 1}
 
