@@ -33,6 +33,7 @@ from rag.rank import NUMBER_WORD, TIME_WORD, WH, Linear, RankerModel, expected_k
 
 MAX_TOKENS = 6
 TOKEN = re.compile(r"[$€£¥]?\d[\d,.:/–-]*\d%?|[$€£¥]?\d%?|[^\W_]+(?:['’-][^\W_]+)*|\S", re.UNICODE)
+QUOTES = frozenset("\"“”‘’'«»")
 BE = frozenset("is are was were be been being as called named known became".split())
 PREPOSITIONS = frozenset("in on at by from to of for with during since after before into as than about".split())
 SPAN_KINDS = ("number", "time", "name")
@@ -45,6 +46,7 @@ SPAN_FEATURES = (
     "cuts_name", "cuts_number", "position", "in_best_sentence",
     "question_words_left", "question_words_right", "inner_function_words", "length_log", "number_only",
     "after_comma", "after_be", "before_be", "before_comma", "unit_left_out_asked", "unit_left_out_new",
+    "in_quotes", *(f"{w}_question_any" for w in WH),
     *(f"{w}_{k}" for w in WH for k in (*SPAN_KINDS, "plain")),
     *(f"{w}_length_{n}" for w in WH for n in ("1", "2", "3", "4_plus")),
     "inside_tagged", "cuts_tagged", *(f"{w}_is_{label}" for w in WH for label in LABELS),
@@ -226,6 +228,8 @@ def _row(
         "after_be": float(before is not None and before.text.lower() in BE),
         "before_be": float(after is not None and after.text.lower() in BE),
         "before_comma": float(after is not None and after.text == ","),
+        "in_quotes": float(before is not None and after is not None and before.text in QUOTES and after.text in QUOTES),
+        f"{wh}_question_any": float(any(in_question[i] for i in content)),
         # a number whose unit or counted noun follows outside the span ("12 [euros]", "41,000 [visitors]")
         "unit_left_out_asked": float(_unit_after(inside, after) and in_question[span.last + 1]),
         "unit_left_out_new": float(_unit_after(inside, after) and not in_question[span.last + 1]),

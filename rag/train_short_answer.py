@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rag.passages import Passages
 
 SHORT_ANSWER_L2 = 1.0
-NULL_F1 = 0.35
+NULL_F1 = 0.3
 CALIBRATION_FOLD = 5  # every fifth fit article calibrates the threshold
 
 
