@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--report-html", type=Path, help="write a quality report with plots here (HTML, images inline)"
     )
+    evaluate.add_argument(
+        "--compare-predictions",
+        type=Path,
+        help="with --report-html: another run's --predictions file over the same questions (e.g. the previous"
+        " model's), whose abstention trade-off curve is drawn beside this one",
+    )
     evaluate.set_defaults(handler=run_eval)
 
     train = commands.add_parser(
@@ -323,7 +329,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from rag.evaluate import evaluate, evaluate_squad, format_report, load_dataset, write_outputs
+    from rag.evaluate import evaluate, evaluate_squad, format_report, load_dataset, read_predictions, write_outputs
 
     config = load(args)
     if args.squad:
@@ -360,7 +366,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.report_html:
         from rag.report import write_html
 
-        write_html(result, args.report_html, title=", ".join(map(str, args.squad or [args.dataset])))
+        other = None
+        if args.compare_predictions:
+            other = (args.compare_predictions.name, read_predictions(args.compare_predictions))
+        write_html(result, args.report_html, title=", ".join(map(str, args.squad or [args.dataset])), other=other)
         print(f"Report written to {args.report_html}", file=sys.stderr)
     return 0
 

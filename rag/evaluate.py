@@ -121,6 +121,16 @@ def load_dataset(path: Path) -> list[list[Question]]:
     return items
 
 
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """Answer JSON lines written by `rag eval --predictions`."""
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read predictions {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not answer JSON lines ({exc})") from None
+
+
 def _conversation(record: dict[str, Any], number: int) -> list[Question]:
     item_id = str(record.get("id", f"line{number}"))
     turns = record["turns"] if "turns" in record else [record]
@@ -209,12 +219,26 @@ def _holds(text: str, answers: tuple[str, ...]) -> bool:
 
 def abstention_curve(result: EvalResult) -> list[tuple[float, float, float]]:
     """(threshold, false abstention, abstention recall) at every confidence seen, from 0 up."""
-    answerable = [
-        o.answer.confidence for o in result.outcomes if o.question.answerable and o.answer.confidence is not None
+    return trade_off(
+        [o.answer.confidence for o in result.outcomes if o.question.answerable and o.answer.confidence is not None],
+        [o.answer.confidence for o in result.outcomes if not o.question.answerable and o.answer.confidence is not None],
+    )
+
+
+def predictions_curve(result: EvalResult, predictions: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
+    """The same curve for another run's answer JSON lines (`--predictions` of another model) over
+    the same questions: their confidences, with answerability taken from `result`."""
+    answerable = {(o.question.item_id, o.question.turn): o.question.answerable for o in result.outcomes}
+    scored = [
+        (answerable[key], float(p["confidence"]))
+        for p in predictions
+        if p.get("confidence") is not None and (key := (str(p["id"]), int(p.get("turn", 0)))) in answerable
     ]
-    unanswerable = [
-        o.answer.confidence for o in result.outcomes if not o.question.answerable and o.answer.confidence is not None
-    ]
+    return trade_off([c for a, c in scored if a], [c for a, c in scored if not a])
+
+
+def trade_off(answerable: list[float], unanswerable: list[float]) -> list[tuple[float, float, float]]:
+    """(threshold, share of `answerable` below it, share of `unanswerable` below it) at every confidence."""
     points = []
     for t in sorted({0.0, *answerable, *unanswerable, 1.0}):
         points.append(

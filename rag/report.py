@@ -12,9 +12,9 @@ import base64
 import io
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rag.evaluate import EvalResult, _shown, abstention_curve, question_kind
+from rag.evaluate import EvalResult, _shown, abstention_curve, predictions_curve, question_kind
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,13 +24,16 @@ KINDS = ("who", "what", "when", "where", "why", "how many", "other")
 MAX_FAILURES = 200
 
 
-def write_html(result: EvalResult, path: Path, title: str) -> None:
-    """Write the report for `result` to `path`."""
+def write_html(
+    result: EvalResult, path: Path, title: str, other: tuple[str, list[dict[str, Any]]] | None = None
+) -> None:
+    """Write the report for `result` to `path`; `other` (a name and another run's answer JSON lines
+    over the same questions) adds that run's trade-off curve beside this one."""
     sections = [
         f"<h1>Quality report: {escape(title)}</h1>",
         "<h2>Metrics</h2>" + _metrics_table(result),
-        "<h2>Abstention trade-off</h2>" + _image(_curve_plot(result)),
-        "<h2>Accuracy by question kind</h2>" + _image(_kind_plot(result)),
+        "<h2>Abstention trade-off</h2>" + _image(_curve_plot(result, other)),
+        "<h2>Accuracy and short answers by question kind</h2>" + _image(_kind_plot(result)),
         "<h2>Latency</h2>" + _image(_latency_plot(result)),
         "<h2>Failures</h2>" + _failures_table(result),
     ]
@@ -52,6 +55,15 @@ def accuracy_by_kind(result: EvalResult) -> dict[str, tuple[float, int]]:
     return {kind: (sum(groups[kind]) / len(groups[kind]), len(groups[kind])) for kind in KINDS if kind in groups}
 
 
+def short_f1_by_kind(result: EvalResult) -> dict[str, float]:
+    """Short-answer F1 (a missing one counts 0) over the correct answers, per question kind."""
+    groups: dict[str, list[float]] = {}
+    for o in result.outcomes:
+        if o.short_f1 is not None:
+            groups.setdefault(question_kind(o.question.question), []).append(o.short_f1)
+    return {kind: sum(groups[kind]) / len(groups[kind]) for kind in KINDS if kind in groups}
+
+
 def _metrics_table(result: EvalResult) -> str:
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(_shown(k, v))}</td></tr>" for k, v in result.metrics().items())
     return f"<table>{rows}</table>"
@@ -69,13 +81,17 @@ def _failures_table(result: EvalResult) -> str:
     return f"<p>{len(failures)} failed items.</p><table>{header}{''.join(rows)}</table>{more}"
 
 
-def _curve_plot(result: EvalResult) -> Figure:
+def _curve_plot(result: EvalResult, other: tuple[str, list[dict[str, Any]]] | None) -> Figure:
     figure, axes = _figure()
     if not any(not o.question.answerable for o in result.outcomes):
         axes.text(0.5, 0.5, "no unanswerable questions in this set: no trade-off to show", ha="center", va="center")
         return figure
     points = abstention_curve(result)
-    axes.plot([p[1] for p in points], [p[2] for p in points], label="all thresholds")
+    axes.plot([p[1] for p in points], [p[2] for p in points], label="this run, all thresholds")
+    if other is not None:
+        name, predictions = other
+        before = predictions_curve(result, predictions)
+        axes.plot([p[1] for p in before], [p[2] for p in before], linestyle="--", color="grey", label=name)
     threshold = result.threshold
     if threshold is not None:
         at = min(points, key=lambda p: abs(p[0] - threshold))
@@ -100,9 +116,15 @@ def _curve_plot(result: EvalResult) -> Figure:
 def _kind_plot(result: EvalResult) -> Figure:
     figure, axes = _figure()
     by_kind = accuracy_by_kind(result)
-    bars = axes.bar(list(by_kind), [v[0] for v in by_kind.values()], color="steelblue")
-    axes.bar_label(bars, labels=[f"{v[0]:.0%}\nn={v[1]}" for v in by_kind.values()])
-    axes.set(ylabel="answer accuracy", ylim=(0, 1.1))
+    short = short_f1_by_kind(result)
+    places = range(len(by_kind))
+    bars = axes.bar([i - 0.2 for i in places], [v[0] for v in by_kind.values()], 0.4, label="answer accuracy")
+    axes.bar_label(bars, labels=[f"{v[0]:.0%}\nn={v[1]}" for v in by_kind.values()], fontsize=8)
+    f1_bars = axes.bar([i + 0.2 for i in places], [short.get(k, 0.0) for k in by_kind], 0.4, label="short-answer F1")
+    axes.bar_label(f1_bars, labels=[f"{short.get(k, 0.0):.2f}" for k in by_kind], fontsize=8)
+    axes.set_xticks(list(places), list(by_kind))
+    axes.set(ylabel="share / F1", ylim=(0, 1.25))
+    axes.legend(loc="upper right", fontsize=8)
     return figure
 
 

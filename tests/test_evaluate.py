@@ -67,3 +67,29 @@ def test_bundled_question_sets_are_valid(name):
 
     items = load_dataset(ROOT / "eval" / name)
     assert len(items) >= 25
+
+
+def test_another_runs_predictions_give_their_own_trade_off_curve(tmp_path):
+    from rag.evaluate import abstention_curve, predictions_curve, read_predictions
+    from rag.report import write_html
+
+    result = EvalResult()
+    asked = [
+        (Question("a", 0, "q1", ("x",)), 0.9),
+        (Question("b", 0, "q2", ("y",)), 0.4),
+        (Question("u", 0, "q3"), 0.2),
+    ]
+    for question, confidence in asked:
+        result.outcomes.append(score(question, Answer(question.question, "x", False, confidence=confidence), 3))
+    before = tmp_path / "before.jsonl"
+    before.write_text(
+        '{"id": "a", "turn": 0, "confidence": 0.3}\n{"id": "b", "turn": 0, "confidence": 0.8}\n'
+        '{"id": "u", "turn": 0, "confidence": 0.5}\n{"id": "elsewhere", "confidence": 0.1}\n',
+        encoding="utf-8",
+    )
+    curve = predictions_curve(result, read_predictions(before))
+    assert (0.5, 0.5, 0.0) in curve and (0.8, 0.5, 1.0) in curve  # answerability comes from this run
+    assert (0.4, 0.0, 1.0) in abstention_curve(result)
+    html = tmp_path / "report.html"
+    write_html(result, html, "test", other=("before.jsonl", read_predictions(before)))
+    assert html.read_text(encoding="utf-8").count("data:image/png;base64,") == 3
