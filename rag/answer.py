@@ -23,7 +23,7 @@ import numpy as np
 from rag.config import AnswerConfig
 from rag.ingest import display_path
 from rag.lexical import TermWeights, normalise
-from rag.rank import TYPE_COLUMNS, Featurizer, RankerModel, sigmoid, softmax
+from rag.rank import Featurizer, RankerModel, sigmoid, softmax
 from rag.retrieve import NodesById
 from rag.short_answer import load_short_answer
 
@@ -213,7 +213,7 @@ class ExtractiveAnswerer:
         """The span of the `quoted` sentences that answers `question` (see `rag.short_answer`)."""
         if self.short_answers is None:
             return None
-        raws = [self.texts[n.metadata["source"]][n.metadata["start"] : n.metadata["end"]] for n in quoted]
+        raws = [n.text for n in quoted]  # each node's text is its document's slice (chunking guarantees it)
         ids = [n.node_id for n in quoted]
         tagged = [self.passages.spans(self._position(n)) for n in quoted]
         found = self.short_answers.best(question, raws, tagged, ids.index(best.node_id))
@@ -238,9 +238,8 @@ class ExtractiveAnswerer:
         x = self.features.candidates(question, candidates, context)
         scores = self.model.ranker(x) if len(candidates) else np.zeros(0)
         allowed = self.features.offers_kind(question, candidates)
-        type_scores = self.model.ranker.partial(x, TYPE_COLUMNS)
         confidence = sigmoid(
-            float(self.model.confidence(self.features.question(question, candidates, x, scores, allowed, type_scores)))
+            float(self.model.confidence(self.features.question(question, candidates, x, scores, allowed)))
         )
         probabilities = softmax(scores) if len(candidates) else scores
         ranked = sorted(

@@ -339,8 +339,17 @@ def run_eval(args: argparse.Namespace) -> int:
         training = load_model(config.answer.ranker_model or MODEL_FILE).training
         fitted = training.get("fit_articles", [])
         split = args.split or args.squad[0].parent / "split.json"
-        held_out = held_out_articles(split) if args.split or split.exists() else training.get("held_out_articles", [])
-        articles = select(load_squads(args.squad), args.articles, held_out)
+        everything = load_squads(args.squad)
+        held_out = (
+            held_out_articles(split)
+            if args.split or split.exists()
+            else [a.title for a in everything if a.title not in fitted]
+        )
+        articles = select(everything, args.articles, held_out)
+        if not articles:
+            from rag.errors import ConfigError
+
+            raise ConfigError(f"--articles {args.articles}: no article of the SQuAD files is selected")
         seen = [a.title for a in articles if a.title in fitted]
         if seen:
             print(

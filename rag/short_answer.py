@@ -9,8 +9,8 @@ sentence, whether it cuts a name or a number in two, and the question's wh-word 
 span's kind. A conditional logit (softmax over one answer's candidates), fitted by `rag train` on
 the gold spans of SQuAD's fit articles, scores them; below the model's threshold no span is shown.
 
-Deliberate simplifications: no parser or tagger (word shapes and the question's words only), and
-one span per answer.
+Deliberate simplifications: the only parse information is spaCy's entities and noun phrases,
+stored with the index (no dependency paths to the question's words); one span per answer.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ SPAN_FEATURES = (
 )  # fmt: skip
 
 
+SPAN_COLUMN = {name: i for i, name in enumerate(SPAN_FEATURES)}
 TAG_OFFSET = SPAN_FEATURES.index("inside_tagged")  # the features from here on come from `_tag_row`
 Tagged = tuple[int, int, int]  # an entity or noun phrase of a sentence: start, end, label index (`rag.entities`)
 
@@ -238,7 +239,11 @@ def _row(
     }
     if kind is not None:
         row[f"{kind}_asked_{'offered' if kind in kinds else 'missing'}"] = 1.0
-    return [row.get(name, 0.0) for name in SPAN_FEATURES[:TAG_OFFSET]]
+    values = [0.0] * TAG_OFFSET
+    for feature, value in row.items():
+        if value:
+            values[SPAN_COLUMN[feature]] = value
+    return values
 
 
 def _tag_row(span: Span, labels: dict[tuple[int, int], int], wh: str) -> list[float]:

@@ -56,7 +56,7 @@ from rag.chunking import chunk
 from rag.config import Config
 from rag.embedding import model_id
 from rag.entities import Span as Tagged
-from rag.entities import annotate
+from rag.entities import annotate, pipeline
 from rag.errors import ConfigError, DocumentError, IndexCorruptError
 from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
     ARRAYS,
@@ -502,6 +502,9 @@ def _write_files(
     from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
     from llama_index.vector_stores.faiss import FaissVectorStore
 
+    untagged = [n for n in nodes if n.node_id not in tags]  # tags of unchanged passages are kept
+    if untagged:
+        pipeline()  # a missing tagger fails now, not after every passage is embedded
     faiss_index = new_faiss_index(dimension, len(nodes), config.retrieval.hnsw_above)
     kvstore = SqliteKVStore(folder / PASSAGES_DB, create=True)
     storage = StorageContext.from_defaults(
@@ -520,7 +523,6 @@ def _write_files(
     kvstore.close()
     save_documents(folder / DOCUMENT_ARRAYS, documents)
     passages = Passages.from_nodes(nodes)
-    untagged = [n for n in nodes if n.node_id not in tags]  # tags of unchanged passages are kept
     with _progress_bar(len(untagged), "Tagging entities") as bar:
         fresh = annotate([n.text for n in untagged], bar.update)
     tags = tags | {n.node_id: spans for n, spans in zip(untagged, fresh, strict=True)}
@@ -557,8 +559,7 @@ def _tags_by_id(stored: StoredIndex) -> dict[str, list[Tagged]]:
     """Every stored passage's entities and noun phrases by id, when its format has them."""
     if stored.manifest.get("format") != FORMAT_VERSION:
         return {}
-    passages = stored.passages
-    return {str(passages.ids[i]): passages.spans(i) for i in range(len(passages))}
+    return dict(zip(map(str, stored.passages.ids), stored.passages.all_spans(), strict=True))
 
 
 def _vectors_by_id(stored: StoredIndex) -> dict[str, list[float]]:

@@ -40,7 +40,6 @@ from rag.rank import (
     NAME,
     NUMBER,
     QUESTION_FEATURES,
-    TYPE_COLUMNS,
     Featurizer,
     Linear,
     Perceptron,
@@ -277,8 +276,7 @@ def question_rows(
     for e in examples:
         featurizer = featurizers[e.article]
         scores = ranker(e.x) if len(e.x) else np.zeros(0)
-        type_scores = ranker.partial(e.x, TYPE_COLUMNS) if len(e.x) else np.zeros(0)
-        rows.append(featurizer.question(e.question, e.candidates, e.x, scores, e.allowed, type_scores))
+        rows.append(featurizer.question(e.question, e.candidates, e.x, scores, e.allowed))
         labels.append(float(e.allowed.any() and quote_correct(e, scores, featurizer, neighbour_ratio)))
     return np.vstack(rows), np.asarray(labels)
 

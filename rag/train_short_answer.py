@@ -5,9 +5,8 @@ example: that sentence and the next one of its paragraph (or the one before), as
 quote them, with the candidate spans equal to a gold answer (SQuAD normalisation) as the targets.
 Questions whose gold answer is no candidate (it crosses punctuation, say) are left out and
 counted. The threshold below which no span is shown is chosen on the articles of one fold,
-scored by a model fitted without them: the highest probability under which the spans shown
-would score an F1 of at most `NULL_F1` on average (a span that is more often wrong than right is
-not worth showing).
+scored by a model fitted without them: the highest probability under which the spans (then
+hidden) score an F1 of at most `NULL_F1` on average.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.errors import ConfigError
 from rag.fit import fit_conditional_logit
 from rag.rank import softmax
 from rag.short_answer import MAX_TOKENS, ShortAnswerModel, f1, span_features, squad_normalise
@@ -37,8 +37,6 @@ CALIBRATION_FOLD = 5  # every fifth fit article calibrates the threshold
 @dataclass(frozen=True)
 class SpanExample:
     article: str
-    question: str
-    sentences: tuple[str, ...]
     golds: tuple[str, ...]
     x: np.ndarray
     gold: np.ndarray
@@ -57,6 +55,8 @@ def train_short_answer(
     from rag.engine import open_retrieval
 
     fit = [a for a in articles if a.title not in held_out]
+    if len(fit) < 2:
+        raise ConfigError(f"fitting needs two articles that the split does not hold out; {len(fit)} found")
     passages = {a.title: open_retrieval(article_config(config, a, folder), progress=progress)[1].passages for a in fit}
     examples, missed = span_examples(fit, passages)
     return fit_short_answer(examples, missed)
@@ -95,20 +95,23 @@ def _example(
     other = passages.neighbour(position, +1)
     if other is None:
         other = passages.neighbour(position, -1)
-    positions = [position] + ([] if other is None else [other])
+    positions = sorted([position] + ([] if other is None else [other]))  # in document order, as quoted
     sentences = [passages.text(p) for p in positions]
-    candidates, x = span_features(question, sentences, [passages.spans(p) for p in positions])
+    tagged = [passages.spans(p) for p in positions]
+    candidates, x = span_features(question, sentences, tagged, positions.index(position))
     wanted = {squad_normalise(g) for g in golds}
     gold = np.asarray([squad_normalise(c.text) in wanted for c in candidates], dtype=bool)
     if not gold.any():
         return None
-    return SpanExample(title, question, tuple(sentences), tuple(golds), x, gold, tuple(c.text for c in candidates))
+    return SpanExample(title, tuple(golds), x, gold, tuple(c.text for c in candidates))
 
 
 def fit_short_answer(examples: list[SpanExample], missed: int) -> tuple[ShortAnswerModel, dict[str, float]]:
     """The model fitted on every example, its threshold chosen on the calibration fold, and figures
     (`missed`: the answerable questions that gave no example)."""
     articles = list(dict.fromkeys(e.article for e in examples))
+    if len(articles) < 2:
+        raise ConfigError("the short-answer model needs gold spans from two fit articles at least")
     calibration = set(articles[::CALIBRATION_FOLD])
     rest = [e for e in examples if e.article not in calibration]
     held = [e for e in examples if e.article in calibration]
@@ -147,6 +150,6 @@ def choose_null_threshold(scored: list[tuple[float, float]]) -> float:
     threshold, total = 0.0, 0.0
     for n, (p, score) in enumerate(ordered, start=1):
         total += score
-        if total / n <= NULL_F1:
+        if total / n <= NULL_F1 and (n == len(ordered) or ordered[n][0] > p):  # never between equal probabilities
             threshold = ordered[n][0] if n < len(ordered) else p
     return threshold

@@ -339,3 +339,30 @@ def test_an_index_of_format_4_is_rebuilt(copied):
     reopened: list[str] = []
     Engine.open(copied, progress=reopened.append)
     assert reopened == []
+
+
+def test_an_update_tags_only_new_passages_and_keeps_the_others_tags(copied, embed_model, tmp_path, monkeypatch):
+    import rag.store
+    from rag.entities import annotate
+
+    tagged: list[str] = []
+
+    def counting(texts, done=lambda count: None):
+        tagged.extend(texts)
+        return annotate(texts, done)
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text(
+        "The committee met on Tuesday in Lyon. It adopted a budget of 5 million euros.\n", encoding="utf-8"
+    )
+    before = add_documents(copied, [], embed_model).stored
+    monkeypatch.setattr(rag.store, "annotate", counting)
+    result = add_documents(copied, [notes], embed_model)
+    assert len(tagged) == passage_count(notes) == 2
+    passages = result.stored.passages
+    old = dict(zip(map(str, before.passages.ids), before.passages.all_spans(), strict=True))
+    for node_id, spans in zip(map(str, passages.ids), passages.all_spans(), strict=True):
+        if node_id in old:
+            assert spans == old[node_id]
+        else:
+            assert spans == annotate([passages.text(passages.position(node_id))])[0]

@@ -19,7 +19,6 @@ import pytest
 
 from rag.answer import ExtractiveAnswerer
 from rag.engine import Engine
-from rag.entities import TYPES, annotate
 from rag.lexical import TermWeights, content_terms, words
 from rag.passages import LazyMap, Passages
 from rag.rank import NUMBER, Featurizer, _bigrams, _paragraph, answer_tokens
@@ -84,10 +83,6 @@ class EagerFeaturizer(Featurizer):
         self.bigrams = {n.node_id: _bigrams(content_terms(n.text)) for n in nodes}
         self.numbers = {}
         self.length = {n.node_id: len(words(n.text)) for n in nodes}
-        self.entities = {  # tagged afresh here, where the index stored them at build
-            n.node_id: [(label, set(content_terms(n.text[s:e]))) for s, e, label in spans if label < len(TYPES)]
-            for n, spans in zip(nodes, annotate([n.text for n in nodes]), strict=True)
-        }
         self.weights = TermWeights(self.terms.values())
         self.previous = {}
         self.next = {}

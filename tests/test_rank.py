@@ -8,7 +8,6 @@ from rag.rank import (
     CANDIDATE_FEATURES,
     MODEL_FILE,
     QUESTION_FEATURES,
-    TYPE_COLUMNS,
     Featurizer,
     RankerModel,
     answer_tokens,
@@ -95,18 +94,14 @@ def test_question_features_read_the_candidate_columns_they_name(engine):
 
     question = "How many US soldiers did Trump pardon?"
     candidates = engine.retriever.retrieve([question])
-    features = Featurizer(engine.stored.passages)  # with the entities the index stores
+    features = Featurizer(engine.stored.nodes)
     x = features.candidates(question, candidates)
-    ranker = load_model().ranker
-    scores = ranker(x)
+    scores = load_model().ranker(x)
     allowed = features.offers_kind(question, candidates)
-    type_scores = ranker.partial(x, TYPE_COLUMNS)
-    row = features.question(question, candidates, x, scores, allowed, type_scores)
+    row = features.question(question, candidates, x, scores, allowed)
     best = int(np.argmax(np.where(allowed, scores, -np.inf)))
     assert row[QUESTION_FEATURES.index("kind_fits")] == x[best, COLUMN["number_new"]] == 1.0
     assert row[QUESTION_FEATURES.index("top_coverage")] == x[best, COLUMN["coverage"]]
-    assert row[QUESTION_FEATURES.index("top_type_score")] == type_scores[best]
-    assert x[:, TYPE_COLUMNS].any()  # some passage offers a number to a "how many" question
 
 
 def test_a_changed_detail_is_seen_in_the_question_features(engine):
@@ -117,9 +112,8 @@ def test_a_changed_detail_is_seen_in_the_question_features(engine):
     def question_features(question: str) -> dict[str, float]:
         candidates = engine.retriever.retrieve([question])
         x = features.candidates(question, candidates)
-        ranker = engine.answerer.model.ranker
-        allowed = features.offers_kind(question, candidates)
-        row = features.question(question, candidates, x, ranker(x), allowed, ranker.partial(x, TYPE_COLUMNS))
+        scores = engine.answerer.model.ranker(x)
+        row = features.question(question, candidates, x, scores, features.offers_kind(question, candidates))
         return dict(zip(QUESTION_FEATURES, row, strict=True))
 
     real = question_features("Who revoked the visa of Fatou Bensouda?")
@@ -134,9 +128,8 @@ def test_a_name_with_one_word_swapped_is_seen_in_the_question_features(engine):
     def unseen_pairs(question: str) -> float:
         candidates = engine.retriever.retrieve([question])
         x = features.candidates(question, candidates)
-        ranker = engine.answerer.model.ranker
-        allowed = features.offers_kind(question, candidates)
-        row = features.question(question, candidates, x, ranker(x), allowed, ranker.partial(x, TYPE_COLUMNS))
+        scores = engine.answerer.model.ranker(x)
+        row = features.question(question, candidates, x, scores, features.offers_kind(question, candidates))
         return float(row[QUESTION_FEATURES.index("name_pairs_unseen")])
 
     assert unseen_pairs("Where was Fatou Bensouda born?") == 0.0
