@@ -191,9 +191,8 @@ class ExtractiveAnswerer:
         best = ranked[0]
         quoted = self._quoted(best, ranked[1:])
         probability = {s.node.node_id: s.score for s in ranked}  # a pronoun's antecedent may not be ranked
-        cited = _unique(
-            [best]
-            + [Scored(node, probability.get(node.node_id, best.score)) for node in quoted]
+        cited = _unique(  # numbered as read: the quoted sentences in their order, then the other close ones
+            [Scored(node, probability.get(node.node_id, best.score)) for node in quoted]
             + [s for s in ranked[1:] if s.score >= self.config.citation_min_score]
         )
         citations = self.citations(cited[: max(self.top_k, len(quoted))])

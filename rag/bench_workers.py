@@ -14,7 +14,6 @@ import `rag` at all. The memory breakdown is a script of its own, `rag/bench_mem
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import statistics
@@ -204,10 +203,15 @@ def current_rss_mb() -> float:
     return int(line.split()[1]) / 1024 if line else peak_rss_mb()
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile by nearest rank (as `rag.evaluate` computes it)."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q / 100 * len(ordered)) - 1, 0)]
+def percentile(values: list[float], p: int) -> float | None:
+    """The p-th percentile (inclusive method) of `values`; None for no values. The one percentile
+    of the project (`rag.evaluate` uses it too); it lives here because this file imports no `rag`."""
+    values = sorted(values)
+    if not values:
+        return None
+    if len(values) == 1 or p <= 0:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if p < 100 else values[-1]
 
 
 def time_calls(call: Callable[[str], Any], questions: list[str]) -> dict[str, Any]:

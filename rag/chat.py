@@ -113,6 +113,11 @@ def only_asks_for_more(question: str) -> bool:
     return wants_more(question) and not content_terms(MORE.sub(" ", question))
 
 
+def is_goodbye(question: str) -> bool:
+    """Whether the message only says goodbye (the chat REPL then ends)."""
+    return bool(SMALL_TALK["goodbye"][0].match(question))
+
+
 def small_talk_reply(question: str) -> str | None:
     """A short reply to a greeting, thanks or goodbye; None for a real question."""
     return next((reply for pattern, reply in SMALL_TALK.values() if pattern.match(question)), None)

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import QuestionError, RagError, StoreUnavailableError
 
@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from rag.config import Config
     from rag.engine import Engine
 
-REPL_HELP = """Ask a question about the document, or use a command:
-  /sources  the full quoted passages of the last answer
+REPL_COMMANDS = """  /sources  the full quoted passages of the last answer
+  /docs     the documents answered from
   /reset    forget the conversation (follow-up questions start afresh)
   /help     this help
-  /quit     leave (Ctrl-D works too)"""
+  /quit     leave (Ctrl-D works too, and "bye")"""
+REPL_HELP = f"Ask a question about the document, or use a command:\n{REPL_COMMANDS}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON naming the held-out articles of each file (default: split.json beside the first --squad file)",
     )
     train.add_argument(
-        "--out", type=Path, help="where to write the model (default: the packaged rag/models/ranker.json)"
+        "--out",
+        type=Path,
+        default=Path("ranker.json"),
+        help="where to write the model (default: ./ranker.json; use it with answer.ranker_model)",
     )
     train.set_defaults(handler=run_train)
 
@@ -239,28 +243,36 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_docs(args: argparse.Namespace) -> int:
+    # opened like `ask` opens it: built or brought up to date for the configured documents (or --doc) first
+    engine = open_engine(load(args))
+    print(documents_table(engine.stored.manifest["documents"], "--doc" if args.doc else "config"))
+    return 0
+
+
+def documents_table(entries: list[dict[str, Any]], listed_in: str) -> str:
+    """The indexed documents, one row each, for `rag docs` and the chat's /docs; `listed_in`
+    names where the documents not added with `rag add` come from ("config" or "--doc")."""
     from rag.ingest import display_path
 
-    # opened like `ask` opens it: built or brought up to date for the configured documents (or --doc) first
-    entries = open_engine(load(args)).stored.manifest["documents"]
     rows = [
         (
             display_path(Path(e["source"])),
             str(e["passages"]),
             str(e["pages"]) if e.get("pages") else "-",
             e["added"].replace("T", " ").replace("+00:00", " UTC"),
-            "rag add" if e["origin"] == "added" else "config",
+            "rag add" if e["origin"] == "added" else listed_in,
         )
         for e in entries
     ]
     header = ("document", "passages", "pages", "added", "from")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
     for row in [header, *rows]:
         cells = [
             cell.rjust(w) if i in (1, 2) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
-        print("  ".join(cells).rstrip())
-    return 0
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def count(n: int, noun: str) -> str:
@@ -288,6 +300,7 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     from rag import render
+    from rag.chat import is_goodbye
     from rag.engine import freeze_startup_objects
 
     config = load(args)
@@ -319,13 +332,17 @@ def run_chat(args: argparse.Namespace) -> int:
             print("Conversation cleared.")
         elif command == "/sources":
             print(render.sources(session.last_answer))
+        elif command == "/docs":
+            print(documents_table(engine.stored.manifest["documents"], "--doc" if args.doc else "config"))
         elif command.startswith("/"):
-            print(f"Unknown command {line.split()[0]}. " + REPL_HELP.splitlines()[0])
+            print(f"Unknown command {line.split()[0]}. The commands are:\n{REPL_COMMANDS}")
         else:
             try:
                 print(render.terminal(engine.ask(line, session), bold=sys.stdout.isatty()))
             except (QuestionError, StoreUnavailableError) as exc:  # the chat goes on: ask again
                 print(exc)
+            if is_goodbye(line):  # the reply said goodbye: so does the chat
+                return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -333,10 +350,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
     config = load(args)
     if args.squad:
-        from rag.rank import MODEL_FILE, load_model
+        from rag.rank import load_model, model_file
         from rag.squad import held_out_articles, load_squads, select
 
-        training = load_model(config.answer.ranker_model or MODEL_FILE).training
+        training = load_model(model_file(config.answer.ranker_model, config.embedding.model)).training
         fitted = training.get("fit_articles", [])
         split = args.split or args.squad[0].parent / "split.json"
         everything = load_squads(args.squad)
@@ -387,13 +404,13 @@ def run_train(args: argparse.Namespace) -> int:
     import dataclasses
     import hashlib
 
-    from rag.rank import MODEL_FILE, load_model
+    from rag.rank import load_model, model_file
     from rag.squad import held_out_articles, load_squads
     from rag.train import train
     from rag.train_short_answer import train_short_answer
 
     config = load(args)
-    out = args.out or MODEL_FILE
+    out = args.out
     split = args.split or args.squad[0].parent / "split.json"
     articles, held_out = load_squads(args.squad), held_out_articles(split)
     folder, progress = squad_folder(args, config), lambda message: print(message, file=sys.stderr, flush=True)
@@ -402,7 +419,7 @@ def run_train(args: argparse.Namespace) -> int:
         "split": split.name,
     }
     if args.short_answer_only:
-        base = load_model(config.answer.ranker_model or MODEL_FILE)
+        base = load_model(model_file(config.answer.ranker_model, config.embedding.model))
         short_answer, figures = train_short_answer(config, articles, held_out, folder, progress)
         record = short_answer.to_json()
         record["training"] |= sources
@@ -411,7 +428,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, figures = train(config, articles, held_out, folder, progress)
         model.training.update(sources)
     model.save(out)
-    print(f"Model written to {out} (threshold {model.threshold:.3f})")
+    print(f"Model written to {out} (threshold {model.threshold:.3f}); answer with it: answer.ranker_model: {out}")
     for key, value in figures.items():
         print(f"  {key:<32} {value:.4g}")
     return 0

@@ -39,9 +39,10 @@ class Engine:
     @classmethod
     def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
         """Load (or build) the index and its documents' texts and get ready to answer."""
-        from rag.rank import MODEL_FILE, load_model
+        from rag.rank import load_model, model_file
 
-        model = load_model(config.answer.ranker_model or MODEL_FILE)  # first: a broken install fails fast
+        # first: a broken install fails fast
+        model = load_model(model_file(config.answer.ranker_model, config.embedding.model))
         documents, stored, retriever = open_retrieval(config, rebuild, progress)
         texts = {d.source: d.text for d in documents}
         name = documents[0].title if len(documents) == 1 else f"the {len(documents)} documents"

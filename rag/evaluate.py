@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, normalise
+from rag.bench_workers import percentile
 from rag.errors import ConfigError, RagError
 from rag.short_answer import exact_match, f1
 
@@ -320,15 +320,3 @@ def _share(outcomes: list[Outcome], test) -> float | None:
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
-
-
-def percentile(values: list[float], p: int) -> float | None:
-    """The p-th percentile (inclusive method) of `values`; None for no values."""
-    values = sorted(values)
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    if p <= 0:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if p < 100 else values[-1]

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from rag.passages import Passages
     from rag.retrieve import Candidate
 
-MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"
+MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"  # fitted with all-MiniLM-L6-v2's vectors
+# rankers fitted with another embedder's vectors, by `embedding.model` (its cosine features differ)
+EMBEDDER_MODEL_FILES = {"multilingual-e5-small": MODEL_FILE.with_name("ranker-multilingual-e5-small.json")}
 FORMAT = 2
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")
@@ -221,6 +223,11 @@ class RankerModel:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def model_file(ranker_model: Path | None, embedding_model: str) -> Path:
+    """The configured ranker file, else the one shipped for the embedder (MODEL_FILE for the rest)."""
+    return ranker_model or EMBEDDER_MODEL_FILES.get(embedding_model, MODEL_FILE)
 
 
 def load_model(path: Path = MODEL_FILE) -> RankerModel:

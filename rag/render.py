@@ -11,6 +11,8 @@ from rag.answer import Answer, Citation
 
 SNIPPET_CHARS = 110
 SECTION_CHARS = 60
+# above the passages of a refusal, in the CLI and on Telegram: the first may well answer, the bot is just not sure
+CLOSEST_HEADING = "Closest passages (I am not confident they answer the question):"
 
 
 def terminal(answer: Answer, bold: bool = False) -> str:
@@ -19,7 +21,7 @@ def terminal(answer: Answer, bold: bool = False) -> str:
     if answer.abstained:
         lines = [answer.text]
         if answer.citations:
-            lines += ["", "Closest passages (they do not answer the question):"]
+            lines += ["", CLOSEST_HEADING]
             lines += [_citation_line(c, SNIPPET_CHARS) for c in answer.citations]
         return "\n".join(lines)
     text = _wrap(body(answer, mark=_ansi_bold if bold else str))
@@ -48,7 +50,7 @@ def nothing_quoted(answer: Answer) -> str:
         f"[{c.n}] “{c.text}” ({', '.join([c.source, *locators(c), f'paragraph {c.paragraph}'])})"
         for c in answer.citations
     )
-    return f"My last answer quoted nothing: the document doesn't say. The closest passages I showed:\n{closest}"
+    return f"My last answer quoted nothing: I was not confident that any passage answers it. The closest passages I showed:\n{closest}"
 
 
 def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:

@@ -46,3 +46,12 @@ def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
         "PostgreSQL store: warm latency p95",
     ):
         assert figures(table, row), row  # a figure, in the ours column
+
+
+def test_the_benchmark_and_the_evaluation_share_one_percentile():
+    from rag import bench_workers, evaluate
+
+    assert evaluate.percentile is bench_workers.percentile
+    assert bench_workers.percentile([1, 2, 3, 10], 95) == 8.95  # inclusive interpolation, not nearest rank (10)
+    assert bench_workers.percentile([4, 1], 50) == 2.5
+    assert bench_workers.percentile([], 95) is None

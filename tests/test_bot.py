@@ -117,6 +117,13 @@ def test_sources_after_an_abstention_list_the_closest_passages():
     assert sources_html(None) == ["No sources yet: ask a question first."]
 
 
+def test_a_refusal_says_the_bot_is_not_confident_rather_than_that_the_passages_do_not_answer():
+    closest = Citation(1, "The ICC called the sanctions unprecedented.", 0, 44, 4, 0.2, "dw.txt")
+    (reply,) = telegram_html(Answer("q", "I couldn't find this in dw.txt.", True, [closest]))
+    assert "<b>Closest passages (I am not confident they answer the question):</b>" in reply
+    assert "not an answer" not in reply
+
+
 def test_handlers_take_message_chat_and_sender_from_an_update_or_ignore_it():
     import datetime as dt
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,9 @@ def test_chat_repl_end_to_end(where):
                 "/reset",
                 "/sources",
                 "/nonsense",
+                "/docs",
+                "bye",
+                "Who revoked Bensouda's visa?",
             ]
         )
         + "\n"
@@ -114,7 +118,9 @@ def test_chat_repl_end_to_end(where):
     assert "paragraph 9, chars" in out
     assert "Conversation cleared." in out
     assert "No sources yet" in out  # /sources after /reset
-    assert "Unknown command /nonsense" in out
+    assert "Unknown command /nonsense. The commands are:\n  /sources" in out  # the list, not nothing
+    assert "dw-icc-sanctions.txt" in out and "passages" in out  # /docs
+    assert "Goodbye!" in out and "revoked the American visa" not in out.split("Goodbye!")[1]  # "bye" ends it
     assert "Traceback" not in result.stderr
 
 
@@ -173,3 +179,12 @@ def test_several_docs_are_all_used(article, tmp_path):
     assert "revoked the American visa" in visa["answer"] and visa["citations"][0]["source"].endswith(
         "dw-icc-sanctions.txt"
     )
+
+
+def test_train_writes_outside_the_installed_package_by_default():
+    import rag
+    from rag.cli import build_parser
+
+    out = build_parser().parse_args(["train", "--squad", "articles.json"]).out.resolve()
+    assert out == Path.cwd() / "ranker.json"
+    assert Path(rag.__file__).parent not in out.parents  # `rag train` never overwrites the shipped model

@@ -148,7 +148,7 @@ def test_rag_docs_lists_what_doc_names_even_on_a_new_index(tmp_path):
     listed = rag("docs", "--doc", str(notes), "--index-dir", str(tmp_path / "index"))
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
-    assert len(rows) == 1 and rows[0].split()[0].endswith("notes.txt") and rows[0].split()[-1] == "config"
+    assert len(rows) == 1 and rows[0].split()[0].endswith("notes.txt") and rows[0].split()[-1] == "--doc"
 
 
 def test_rag_docs_lists_documents_passages_pages_and_dates(article, tmp_path):
@@ -160,7 +160,7 @@ def test_rag_docs_lists_documents_passages_pages_and_dates(article, tmp_path):
     assert header.split() == ["document", "passages", "pages", "added", "from"]
     assert len(rows) == 2
     for row, name, passages, origin in (
-        (rows[0], article.name, passage_count(article), "config"),
+        (rows[0], article.name, passage_count(article), "--doc"),  # named by --doc, not the config
         (rows[1], LICENSE.name, passage_count(LICENSE), "rag add"),
     ):
         assert re.search(

@@ -9,7 +9,7 @@ from html import escape, unescape
 from pathlib import PurePath
 
 from rag.answer import Answer, Citation
-from rag.render import body, locators, nothing_quoted, snippet
+from rag.render import CLOSEST_HEADING, body, locators, nothing_quoted, snippet
 
 TELEGRAM_LIMIT = 4096
 
@@ -20,7 +20,7 @@ def telegram_html(answer: Answer, limit: int = TELEGRAM_LIMIT, question: str | N
     parts = [f"❓ <i>{escape_html(question)}</i>"] if question else []
     parts.append(body(answer, escape=escape_html, mark=lambda text: f"<b>{text}</b>"))
     if answer.citations:
-        heading = "Closest passages (not an answer):" if answer.abstained else "Sources:"
+        heading = CLOSEST_HEADING if answer.abstained else "Sources:"
         parts.append(f"<b>{heading}</b>")
         quoted = {n for _, n in answer.parts} if not answer.abstained else set()
         parts += [
