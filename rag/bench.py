@@ -264,7 +264,9 @@ def _sections(
         sections += corpus_sections
     elif not quick:
         sections.append(Section("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", []))
-    if bot and not quick:
+    if bot and quick:
+        sections.append(Section("Telegram bot load test: skipped with --quick (it takes minutes; run without it)", []))
+    elif bot:
         bench.say("Telegram load test")
         sections.append(_bot_section())
     return sections

@@ -36,7 +36,8 @@ def table(sections: list[Section], sides: list[str]) -> str:
     starter = any("starter" in row.values for s in sections for row in s.rows)
     heads = ["ours"] + ([other, f"ours/{other}"] if other else []) + (["starter", "ours/start"] if starter else [])
     width = max([len(r.label) + 2 for s in sections for r in s.rows] + [len("measure")])
-    lines = [f"{'measure':<{width}}" + "".join(f"  {h:>10}" for h in heads) + "  goal", ""]
+    goals = any(_goal(row, other) for s in sections for row in s.rows)  # no goal column without a goal in it
+    lines = [f"{'measure':<{width}}" + "".join(f"  {h:>10}" for h in heads) + ("  goal" if goals else ""), ""]
     for section in sections:
         lines.append(section.title)
         for row in section.rows:

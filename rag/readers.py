@@ -18,6 +18,7 @@ total uncompressed size of the zip's members (`MAX_UNZIPPED_BYTES`, against zip 
 
 from __future__ import annotations
 
+import codecs
 import logging
 import re
 import unicodedata
@@ -49,6 +50,10 @@ _SIGNATURES = {  # leading bytes -> what the file really is
     b"\xff\xd8\xff": "JPEG image",
     b"GIF8": "GIF image",
     b"\xd0\xcf\x11\xe0": "legacy Office file (.doc/.xls)",
+    b"\x7fELF": "Linux program or library (ELF)",
+    b"\x1f\x8b": "gzip archive",
+    b"7z\xbc\xaf": "7-Zip archive",
+    b"Rar!": "RAR archive",
 }
 
 
@@ -366,16 +371,23 @@ def _check_signature(path: Path, data: bytes) -> None:
     actual = next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
     if suffix == ".pdf":
         if b"%PDF-" not in head:
-            raise UnreadableDocumentError(f"{path}: not a PDF (it does not start with %PDF-){_really(actual)}")
+            raise UnreadableDocumentError(f"{path}: not a PDF (it does not start with %PDF-){_really(actual, head)}")
     elif suffix == ".docx":
         if not head.startswith(b"PK\x03\x04"):
-            raise UnreadableDocumentError(f"{path}: not a DOCX (a DOCX is a zip archive){_really(actual)}")
+            raise UnreadableDocumentError(f"{path}: not a DOCX (a DOCX is a zip archive){_really(actual, head)}")
     elif actual is not None:
         raise UnreadableDocumentError(f"{path}: the extension says {suffix or 'text'}, but the file is a {actual}")
 
 
-def _really(actual: str | None) -> str:
-    return f"; the file is a {actual}" if actual else ""
+def _really(actual: str | None, head: bytes) -> str:
+    """What the file is instead, for the refusal: a known kind, text, or else unknown binary data."""
+    if actual:
+        return f"; the file is a {actual}"
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        text = "\x00"
+    return "; the file holds binary data of a kind not recognised" if "\x00" in text else "; the file is plain text"
 
 
 def _check_zip(path: Path) -> None:

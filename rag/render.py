@@ -50,7 +50,10 @@ def nothing_quoted(answer: Answer) -> str:
         f"[{c.n}] “{c.text}” ({', '.join([c.source, *locators(c), f'paragraph {c.paragraph}'])})"
         for c in answer.citations
     )
-    return f"My last answer quoted nothing: I was not confident that any passage answers it. The closest passages I showed:\n{closest}"
+    return (
+        "My last answer quoted nothing: I was not confident that any passage answers it."
+        f" The closest passages I showed:\n{closest}"
+    )
 
 
 def as_json(answer: Answer, item_id: str = "q1", turn: int = 0) -> str:

