@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.answer import Answer
-from rag.lexical import content_terms, has_anaphor
+from rag.lexical import FUNCTION_WORDS, content_terms, has_anaphor
 
 
 @dataclass
@@ -97,6 +97,62 @@ SMALL_TALK = {
         "Goodbye! Come back with more questions any time.",
     ),
 }
+
+
+# personal pronouns by the gender they refer to (other anaphors, "it", "they", "there", fit anything)
+PERSONAL_PRONOUNS = {
+    **dict.fromkeys(("he", "him", "his", "himself"), "male"),
+    **dict.fromkeys(("she", "her", "hers", "herself"), "female"),
+}
+NAME = re.compile(r"\b[A-Z][\w’'-]+(?:\s+[A-Z][\w’'-]+)*")
+_SENTENCE_AFTER = re.compile(r"[^.!?]*[.!?]+[^.!?]*[.!?]?")  # the rest of the sentence and the next one
+
+
+def personal_pronoun(question: str) -> str | None:
+    """The first "he", "she", "his", "her"... of the question, or None."""
+    return next((w for w in re.findall(r"[a-z]+", question.lower()) if w in PERSONAL_PRONOUNS), None)
+
+
+def unresolved_pronoun(question: str, session: ChatSession, texts: list[str]) -> str | None:
+    """The personal pronoun of `question` that nothing in the conversation can stand for, or None.
+
+    It can stand for a pronoun of the same gender in the last turn (question or quote), or for a
+    name there of that gender in the documents (`texts`); when nobody there has a known gender,
+    for any name. A fresh or reset conversation holds nothing, so every "he" or "she" in it is
+    unresolved."""
+    pronoun = personal_pronoun(question)
+    if pronoun is None:
+        return None
+    if not session.turns:
+        return pronoun
+    previous_question, previous_answer = session.turns[-1]
+    context = f"{previous_question} {'' if previous_answer.abstained else previous_answer.text}"
+    names = [m.group() for m in NAME.finditer(context) if m.group().lower() not in FUNCTION_WORDS]
+    genders = {PERSONAL_PRONOUNS[w] for w in re.findall(r"[a-z]+", context.lower()) if w in PERSONAL_PRONOUNS}
+    genders |= {gender for gender in (name_gender(name, texts) for name in names) if gender is not None}
+    if PERSONAL_PRONOUNS[pronoun] in genders:
+        return None
+    return pronoun if genders or not names else None  # only people of the other gender, or nobody at all
+
+
+def name_gender(name: str, texts: list[str]) -> str | None:
+    """The gender the documents use for `name`: the personal pronouns in the rest of the sentence
+    after each mention of its last word, and the next sentence, counted; None when they are
+    absent or mixed (so an unknown name fits any pronoun)."""
+    counts = {"male": 0, "female": 0}
+    last = re.escape(name.split()[-1])
+    for text in texts:
+        for mention in re.finditer(rf"\b{last}\b", text):
+            after = _SENTENCE_AFTER.match(text, mention.end())
+            for word in re.findall(r"[a-z]+", after.group().lower() if after else ""):
+                if word in PERSONAL_PRONOUNS:
+                    counts[PERSONAL_PRONOUNS[word]] += 1
+    male, female = counts["male"], counts["female"]
+    if male > 2 * female:
+        return "male"
+    if female > 2 * male:
+        return "female"
+    return None
 
 
 def is_follow_up(question: str) -> bool:

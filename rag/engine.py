@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
-from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, wants_more
+from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, unresolved_pronoun, wants_more
 from rag.config import Config
 from rag.errors import QuestionError
 from rag.ingest import display_path
@@ -71,6 +71,11 @@ class Engine:
         started = time.perf_counter()
         question = check_question(question, self.config.answer.max_question_chars)
         answer = self.reply_without_search(question)
+        pronoun = session and unresolved_pronoun(question, session, [d.text for d in self.documents])
+        if answer is None and pronoun:  # nothing in this conversation for "he" to stand for: ask, do not guess
+            answer = Answer(
+                question, f"Who do you mean by “{pronoun}”? Please ask again with the name.", True, mode="conversation"
+            )
         if answer is None:
             context = session.context_for(question) if session else ""
             standalone, context = self.answerer.standalone(question, context) if context else (question, "")

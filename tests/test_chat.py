@@ -1,5 +1,6 @@
 import pytest
 
+from rag.answer import Answer
 from rag.chat import ChatSession, is_follow_up, small_talk_reply
 
 
@@ -42,8 +43,9 @@ def test_asking_for_more_gives_a_passage_not_yet_quoted(engine, follow_up):
     first = engine.ask("What did Mike Pompeo say the US would not do?", session)
     more = engine.ask(follow_up, session)
     assert not more.abstained and more.text
-    main_passage = (more.citations[0].source, more.citations[0].start)  # what the reply rests on
-    assert main_passage not in {(c.source, c.start) for c in first.citations[: len(first.parts)]}
+    quoted_before = {(c.source, c.start) for c in first.citations[: len(first.parts)]}
+    quoted_now = {(c.source, c.start) for c in more.citations[: max(len(more.parts), 1)]}
+    assert quoted_now - quoted_before  # a new passage (its antecedent may be quoted again before it)
 
 
 @pytest.mark.parametrize(("message", "reply"), [("hi", "Hello!"), ("Thanks!", "welcome"), ("bye", "Goodbye")])
@@ -93,3 +95,34 @@ def test_small_talk_and_language_hints_do_not_swallow_questions(engine):
     assert engine.ask("hi who is Khan?").mode == "extractive"
     assert engine.ask("thanks for the answer").mode == "conversation"
     assert "language of the document" not in engine.ask("Mercury boiling point temperature").text
+
+
+@pytest.mark.parametrize(
+    ("before", "follow_up"),
+    [
+        ([], "What else did he say?"),  # a fresh chat
+        (["Who is the US Secretary of State?", "/reset"], "What else did he say?"),  # the conversation was cleared
+        (["Who is the ICC's chief prosecutor?"], "What did he say about it?"),  # the answer is about a woman
+    ],
+)
+def test_a_pronoun_with_nobody_to_stand_for_gets_a_question_back(engine, before, follow_up):
+    session = engine.new_session()
+    for message in before:
+        session.reset() if message == "/reset" else engine.ask(message, session)
+    reply = engine.ask(follow_up, session)
+    assert reply.mode == "conversation" and not reply.citations
+    assert reply.text == "Who do you mean by “he”? Please ask again with the name."
+
+
+def test_a_pronoun_of_the_person_just_named_is_answered():
+    from rag.chat import name_gender, unresolved_pronoun
+
+    texts = ["Ann Lee founded the firm. She sold it in 2001. Tom Hart joined later; he ran sales."]
+    assert (name_gender("Ann Lee", texts), name_gender("Tom Hart", texts), name_gender("Nobody", texts)) == (
+        "female", "male", None
+    )  # fmt: skip
+    session = ChatSession()
+    session.add("Who founded the firm?", Answer("q", "Ann Lee founded the firm.", False))
+    assert unresolved_pronoun("When did she sell it?", session, texts) is None
+    assert unresolved_pronoun("When did he sell it?", session, texts) == "he"
+    assert unresolved_pronoun("When was it sold?", session, texts) is None  # no personal pronoun
