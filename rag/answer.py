@@ -45,6 +45,13 @@ class Citation:
     source: str
     page: int | None = None  # 1-based PDF page; None for formats without pages
     section: str | None = None  # the nearest heading above the passage; None when there is none
+    passage_id: str = ""  # the passage's id in the index: stable across folders and replicas (not in the JSON)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fixed citation JSON (README, "Formats")."""
+        record = asdict(self)
+        del record["passage_id"]
+        return record
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
-            "citations": [asdict(c) for c in self.citations],
+            "citations": [c.to_json() for c in self.citations],
             "latency_ms": round(self.latency_ms, 2),
             "mode": self.mode,
             "dropped_sentences": self.dropped_sentences,
@@ -300,6 +307,7 @@ class ExtractiveAnswerer:
             display_path(Path(meta["source"])),
             meta.get("page"),
             meta.get("section") or None,
+            scored.node.node_id,
         )
 
 

@@ -24,13 +24,13 @@ class ChatSession:
 
     history_turns: int = 3
     turns: deque[tuple[str, Answer]] = field(default_factory=deque)
-    quoted: set[tuple[str, int]] = field(default_factory=set)  # (source, start) of passages quoted so far
+    quoted: set[str] = field(default_factory=set)  # ids of the passages quoted so far
 
     def add(self, question: str, answer: Answer) -> None:
         if self.history_turns == 0:
             return
         if not answer.abstained:
-            self.quoted.update((c.source, c.start) for c in answer.citations[: max(len(answer.parts), 1)])
+            self.quoted.update(c.passage_id for c in answer.citations[: max(len(answer.parts), 1)])
         self.turns.append((question, answer))
         while len(self.turns) > self.history_turns:
             self.turns.popleft()
@@ -44,7 +44,7 @@ class ChatSession:
         return {
             "history_turns": self.history_turns,
             "turns": [[question, answer.to_record()] for question, answer in self.turns],
-            "quoted": sorted([source, start] for source, start in self.quoted),
+            "quoted": sorted(self.quoted),
         }
 
     @classmethod
@@ -52,7 +52,7 @@ class ChatSession:
         return cls(
             record["history_turns"],
             deque((question, Answer.from_record(answer)) for question, answer in record["turns"]),
-            {(source, int(start)) for source, start in record["quoted"]},
+            {q for q in record["quoted"] if isinstance(q, str)},  # older records held [path, start]: dropped
         )
 
     @property

@@ -9,7 +9,6 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
@@ -83,11 +82,7 @@ class Engine:
             candidates = self.retriever.retrieve(queries)
             more = session is not None and session.answered and wants_more(question)
             if more and session is not None:  # the next passages, not what this conversation already quoted
-                candidates = [
-                    c
-                    for c in candidates
-                    if (display_path(Path(c.node.metadata["source"])), c.node.metadata["start"]) not in session.quoted
-                ]
+                candidates = [c for c in candidates if c.node.node_id not in session.quoted]
             answer = self.answerer.answer(standalone, candidates, context, on_draft)
             if more and answer.abstained and answer.citations and only_asks_for_more(question):
                 answer = more_of(answer)  # a bare "tell me more" asks for the next passage, not for an answer

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from rag.answer import Answer
@@ -126,3 +128,41 @@ def test_a_pronoun_of_the_person_just_named_is_answered():
     assert unresolved_pronoun("When did she sell it?", session, texts) is None
     assert unresolved_pronoun("When did he sell it?", session, texts) == "he"
     assert unresolved_pronoun("When was it sold?", session, texts) is None  # no personal pronoun
+
+
+CONTINUE_IN_ANOTHER_FOLDER = """
+import json, sys
+from pathlib import Path
+from rag.chat import ChatSession
+from rag.config import load_config
+from rag.engine import Engine
+
+state, article, index_dir, question = sys.argv[1:]
+config = load_config(None, doc=Path(article), index_dir=Path(index_dir))
+engine = Engine.open(config)
+session = ChatSession.from_record(json.loads(Path(state).read_text())) if Path(state).exists() else ChatSession()
+answer = engine.ask(question, session)
+Path(state).write_text(json.dumps(session.to_record()))
+print(json.dumps([c.start for c in answer.citations[: len(answer.parts)]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_conversation_continues_in_a_process_started_in_another_folder(article, shared_index_dir, tmp_path):
+    """As replicas share sessions: the second process sees the document under another path, and
+    still does not quote again what the first one quoted."""
+    import json
+    import subprocess
+    import sys
+
+    state = tmp_path / "session.json"
+
+    def ask(question: str, folder: Path) -> list[int]:
+        command = [sys.executable, "-c", CONTINUE_IN_ANOTHER_FOLDER, str(state), str(article), str(shared_index_dir)]
+        result = subprocess.run([*command, question], cwd=folder, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    first = ask("What did Mike Pompeo say the US would not do?", article.parent)  # cited as "dw-icc-sanctions.txt"
+    more = ask("tell me more", tmp_path)  # cited by its full path
+    assert first and more and not set(more) <= set(first)  # something new (an antecedent may come again)
