@@ -417,6 +417,7 @@ def run_train(args: argparse.Namespace) -> int:
     sources = {
         "files": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in [*args.squad, split]},
         "split": split.name,
+        "code_revision": code_revision(),
     }
     if args.short_answer_only:
         base = load_model(model_file(config.answer.ranker_model, config.embedding.model))
@@ -432,6 +433,22 @@ def run_train(args: argparse.Namespace) -> int:
     for key, value in figures.items():
         print(f"  {key:<32} {value:.4g}")
     return 0
+
+
+def code_revision() -> str:
+    """The git commit of the code that trains a model ("+changes" when the checkout has uncommitted
+    ones), so a model file names what made it; "unknown" outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "rag"], cwd=root, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+changes" if changes.stdout.strip() else "")
 
 
 def squad_folder(args: argparse.Namespace, config: Config) -> Path:

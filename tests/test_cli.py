@@ -188,3 +188,10 @@ def test_train_writes_outside_the_installed_package_by_default():
     out = build_parser().parse_args(["train", "--squad", "articles.json"]).out.resolve()
     assert out == Path.cwd() / "ranker.json"
     assert Path(rag.__file__).parent not in out.parents  # `rag train` never overwrites the shipped model
+
+
+def test_a_trained_model_names_the_code_revision_that_made_it():
+    from rag.cli import code_revision
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert code_revision().removesuffix("+changes") == head and len(head) == 40
