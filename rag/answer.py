@@ -235,10 +235,6 @@ class ExtractiveAnswerer:
         follow-up is retrieved and scored together with the conversation)."""
         return question, context
 
-    def rank(self, question: str, candidates: list[Candidate], context: str = "") -> list[Scored]:
-        """Candidates by the ranker's probability of holding the answer, best first."""
-        return self.ranked(question, candidates, context)[0]
-
     def ranked(self, question: str, candidates: list[Candidate], context: str = "") -> tuple[list[Scored], float]:
         """Candidates by probability, best first, and the confidence that the first answers the question."""
         x = self.features.candidates(question, candidates, context)

@@ -15,9 +15,10 @@ the supported documents inside it, a glob the files (and folders' documents) it 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -124,7 +125,16 @@ class LLMConfig(_Section):
     timeout_s: float = Field(20.0, gt=0, le=600)
     max_tokens: int = Field(300, ge=16, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    min_support: float = Field(0.6, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_min_support(cls, data: Any) -> Any:
+        """`llm.min_support` did nothing since the verifier's thresholds are fitted: an old config
+        that sets it still loads, with a one-line warning."""
+        if isinstance(data, dict) and "min_support" in data:
+            logging.getLogger("rag.config").warning("llm.min_support is no longer used; remove it from your config")
+            data = {k: v for k, v in data.items() if k != "min_support"}
+        return data
 
 
 class Config(_Section):

@@ -176,10 +176,6 @@ class Passages:
         bounds = [0, *np.searchsorted(rows["span_passage"], np.arange(1, len(self))).tolist(), len(table)]
         return [table[low:high] for low, high in zip(bounds, bounds[1 : len(self) + 1], strict=False)]
 
-    def all_nodes(self) -> list[TextNode]:
-        """Every passage's node, in document order (reads the whole docstore: for builds and small indexes)."""
-        return [self.node(i) for i in range(len(self))]
-
     def paragraph_positions(self, source: str, paragraph: int) -> range:
         """Positions of the passages of one paragraph (empty when there is none)."""
         try:

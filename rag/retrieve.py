@@ -65,10 +65,6 @@ class NodesById:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def values(self) -> list[TextNode]:
-        """Every passage's node (reads them all)."""
-        return self.passages.all_nodes()
-
 
 class HybridRetriever:
     """Dense + BM25 retrieval over one stored index."""

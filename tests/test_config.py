@@ -33,6 +33,12 @@ def test_unknown_key_is_named(tmp_path):
         load_config(write(tmp_path, "retrieval:\n  topk: 3\n"))
 
 
+def test_the_retired_llm_min_support_loads_with_one_warning(tmp_path, caplog):
+    config = load_config(write(tmp_path, "llm:\n  min_support: 0.6\n  timeout_s: 5\n"))
+    assert config.llm.timeout_s == 5 and not hasattr(config.llm, "min_support")
+    assert [r.getMessage() for r in caplog.records] == ["llm.min_support is no longer used; remove it from your config"]
+
+
 def test_bad_value_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"retrieval\.top_k"):
         load_config(write(tmp_path, "retrieval:\n  top_k: zero\n"))
