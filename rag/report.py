@@ -123,15 +123,19 @@ def _kind_plot(result: EvalResult) -> Figure:
     f1_bars = axes.bar([i + 0.2 for i in places], [short.get(k, 0.0) for k in by_kind], 0.4, label="short-answer F1")
     axes.bar_label(f1_bars, labels=[f"{short.get(k, 0.0):.2f}" for k in by_kind], fontsize=8)
     axes.set_xticks(list(places), list(by_kind))
-    axes.set(ylabel="share / F1", ylim=(0, 1.25))
+    axes.set(ylabel="share / F1", ylim=(0, 1.25))  # room above 100 % for the bar labels
+    axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])  # no tick above what a share can be
     axes.legend(loc="upper right", fontsize=8)
     return figure
 
 
 def _latency_plot(result: EvalResult) -> Figure:
     figure, axes = _figure()
+    from matplotlib.ticker import MaxNLocator
+
     axes.hist([o.answer.latency_ms for o in result.outcomes], bins=40, color="seagreen")
     axes.set(xlabel="latency per question, warm (ms)", ylabel="questions")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of questions: whole numbers
     return figure
 
 

@@ -93,3 +93,22 @@ def test_another_runs_predictions_give_their_own_trade_off_curve(tmp_path):
     html = tmp_path / "report.html"
     write_html(result, html, "test", other=("before.jsonl", read_predictions(before)))
     assert html.read_text(encoding="utf-8").count("data:image/png;base64,") == 3
+
+
+def test_report_plots_keep_labels_inside_and_count_whole_questions():
+    from rag.report import _image, _kind_plot, _latency_plot
+
+    result = EvalResult()
+    for i, latency in enumerate([3.0, 5.0]):
+        question = Question(f"q{i}", 0, "Who revoked the visa?", ("x",))
+        answer = Answer(question.question, "x", False, latency_ms=latency, confidence=0.9)
+        result.outcomes.append(score(question, answer, 3))  # both right: 100 % bars
+    latency = _latency_plot(result)
+    _image(latency)  # draws it
+    ticks = latency.axes[0].get_yticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    kinds = _kind_plot(result)
+    _image(kinds)
+    axes = kinds.axes[0]
+    top_label = max(text.get_window_extent().y1 for text in axes.texts)  # the "100%" bar labels
+    assert top_label <= axes.get_window_extent().y1
