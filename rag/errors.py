@@ -7,6 +7,8 @@
     │   ├── EmptyDocumentError       no text (an empty file, a PDF without a text layer)
     │   └── DocumentTooLargeError    over the size cap, or a DOCX that unpacks to too much
     ├── IndexCorruptError    a persisted index file that cannot be read back
+    ├── IndexMissingError    no index to read yet (none built or published, or one of an older format)
+    ├── PublishedIndexMismatchError  the shared index holds other documents than the config names
     ├── ModelError           the embedding model cannot be loaded
     ├── QuestionError        a question that is empty or too long
     └── StoreUnavailableError  the PostgreSQL store cannot be reached (down, restarting)
@@ -30,6 +32,16 @@ class DocumentError(RagError):
 
 class IndexCorruptError(RagError):
     """A persisted index file is truncated or corrupt; the message names the file and the remedy."""
+
+
+class IndexMissingError(RagError):
+    """There is no index to read yet: none built or published, or one of another format; the
+    message says how to make one."""
+
+
+class PublishedIndexMismatchError(RagError):
+    """The index published in PostgreSQL holds other documents than this config names (a reader
+    never builds, so it would answer from other documents than asked)."""
 
 
 class ModelError(RagError):

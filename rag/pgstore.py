@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.database import EF_SEARCH, Database, database_url, shown
-from rag.errors import ConfigError, IndexCorruptError, StoreUnavailableError
+from rag.errors import (
+    ConfigError,
+    IndexCorruptError,
+    IndexMissingError,
+    PublishedIndexMismatchError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -121,13 +127,13 @@ def open_published(
     database = Database(database_url(), ef_search=max(EF_SEARCH, config.retrieval.candidates))
     current = current_published(database)
     if current is None:
-        raise IndexCorruptError(
+        raise IndexMissingError(
             f"the database at {shown(database.url)} holds no index yet; run `python -m rag index` "
             "with store.backend: postgres to publish one"
         )
     generation, key, manifest = current
     if manifest.get("format") != FORMAT_VERSION:
-        raise IndexCorruptError(
+        raise IndexMissingError(
             f"the index published at {shown(database.url)} has format {manifest.get('format')}, this version reads"
             f" {FORMAT_VERSION}; run `python -m rag index` with store.backend: postgres to publish it again"
         )
@@ -160,13 +166,13 @@ def vector_store(url: str, generation: int, dimension: int, setup: bool) -> Any:
 
 
 def _check_documents(config: Config, generation: int, manifest: dict[str, Any]) -> None:
-    """ConfigError unless the published generation holds documents of the configured names (or
+    """PublishedIndexMismatchError unless the published generation holds documents of the configured names (or
     --doc's): a reader never builds, so answering from other documents than asked would mislead."""
     published = sorted(Path(e["source"]).name for e in manifest.get("documents", []))
     configured = sorted(path.name for path in config.documents)  # by name: hosts may keep them elsewhere
     if configured != published:
         names, asked = ", ".join(published) or "no document", ", ".join(configured)
-        raise ConfigError(
+        raise PublishedIndexMismatchError(
             f"the database's index (generation {generation}) holds {names}, not {asked}: with "
             "store.backend: postgres every command answers from what `python -m rag index` published. "
             "Publish these documents with `python -m rag index` (same config and --doc), or use "

@@ -57,7 +57,7 @@ from rag.config import Config
 from rag.embedding import model_id
 from rag.entities import Span as Tagged
 from rag.entities import annotate, pipeline
-from rag.errors import ConfigError, DocumentError, IndexCorruptError
+from rag.errors import ConfigError, DocumentError, IndexCorruptError, IndexMissingError
 from rag.index_files import (  # noqa: F401  (INDEX_FILES and index_file: re-exported for callers of rag.store)
     ARRAYS,
     BM25,
@@ -313,13 +313,13 @@ def find_document(manifest: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def read_current_manifest(index_dir: Path) -> dict[str, Any]:
-    """The manifest of an index in the current format; DocumentError saying how to build one
+    """The manifest of an index in the current format; IndexMissingError saying how to build one
     when there is no index, or an index of an older format, in `index_dir`."""
     manifest = read_manifest(index_dir)
     if manifest is None:
-        raise DocumentError(f"no index in {index_dir} yet; run `python -m rag index --index-dir {index_dir}`")
+        raise IndexMissingError(f"no index in {index_dir} yet; run `python -m rag index --index-dir {index_dir}`")
     if manifest.get("format") != FORMAT_VERSION:
-        raise DocumentError(
+        raise IndexMissingError(
             f"the index in {index_dir} has an older format; `python -m rag index --index-dir {index_dir}` rebuilds it"
         )
     return manifest

@@ -254,7 +254,9 @@ def test_passage_records_are_compact_and_the_docstore_is_llama_index_s(engine):
     node = docstore.get_node(records[0][0])
     assert node.text == engine.stored.passages.text(engine.stored.passages.position(node.node_id))
     assert isinstance(engine.stored.index.storage_context.docstore, KVDocumentStore)
-    assert SqliteKVStore.__mro__[1].__name__ == "BaseKVStore"
+    from llama_index.core.storage.kvstore.types import BaseKVStore
+
+    assert isinstance(docstore._kvstore, SqliteKVStore) and isinstance(docstore._kvstore, BaseKVStore)
 
 
 @pytest.mark.parametrize(
@@ -406,3 +408,12 @@ def test_candidates_are_read_in_one_batch_as_llama_index_reads_them_one_by_one(c
     assert [n.model_dump() for n in batch] == [n.model_dump() for n in one_by_one]
     with pytest.raises(KeyError):
         passages.nodes_by_id(["no such passage"])
+
+
+def test_no_index_yet_is_its_own_error_not_a_document_error(tmp_path):
+    from rag.errors import IndexMissingError
+    from rag.store import read_current_manifest
+
+    with pytest.raises(IndexMissingError, match="no index in .* yet; run `python -m rag index") as error:
+        read_current_manifest(tmp_path)
+    assert not isinstance(error.value, DocumentError)

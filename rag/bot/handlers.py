@@ -28,7 +28,7 @@ from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
 from rag.database import Database, database_url
 from rag.engine import Engine, check_question
-from rag.errors import ConfigError, QuestionError, StoreUnavailableError
+from rag.errors import PublishedIndexMismatchError, QuestionError, StoreUnavailableError
 from rag.render import snippet
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class BotState:
             logger.info("Index generation %s was published; switching to it", latest)
             try:
                 self.engine = await asyncio.to_thread(Engine.open, self.engine.config)
-            except ConfigError as exc:  # other documents than this replica's config: keep answering
+            except PublishedIndexMismatchError as exc:  # other documents than this replica's config: keep answering
                 logger.warning("Not switching to index generation %s: %s", latest, exc)
                 self._refused_generation = latest
 
