@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rag.answer import Answer, Answerer, Citation, ExtractiveAnswerer, normalise
 from rag.chat import ChatSession, only_asks_for_more, small_talk_reply, unresolved_pronoun, wants_more
 from rag.config import Config
+from rag.embedding import LockedEmbedding
 from rag.errors import QuestionError
 from rag.ingest import display_path
 from rag.lexical import FUNCTION_WORDS, OTHER_LANGUAGE_WORDS, TermWeights, stem, words
@@ -36,13 +37,20 @@ class Engine:
     threshold: float  # the answer confidence below which the extractive answerer abstains
 
     @classmethod
-    def open(cls, config: Config, rebuild: bool = False, progress: Progress = lambda message: None) -> Engine:
-        """Load (or build) the index and its documents' texts and get ready to answer."""
+    def open(
+        cls,
+        config: Config,
+        rebuild: bool = False,
+        progress: Progress = lambda message: None,
+        embedding: LockedEmbedding | None = None,
+    ) -> Engine:
+        """Load (or build) the index and its documents' texts and get ready to answer; with
+        `embedding` (another engine's, after an upload), its model is used rather than a new one."""
         from rag.rank import load_model, model_file
 
         # first: a broken install fails fast
         model = load_model(model_file(config.answer.ranker_model, config.embedding.model))
-        documents, stored, retriever = open_retrieval(config, rebuild, progress)
+        documents, stored, retriever = open_retrieval(config, rebuild, progress, embedding)
         texts = {d.source: d.text for d in documents}
         name = documents[0].title if len(documents) == 1 else f"the {len(documents)} documents"
         extractive = ExtractiveAnswerer(
@@ -156,18 +164,23 @@ def more_of(abstained: Answer) -> Answer:
 
 
 def open_retrieval(
-    config: Config, rebuild: bool = False, progress: Progress = lambda message: None
+    config: Config,
+    rebuild: bool = False,
+    progress: Progress = lambda message: None,
+    embedding: LockedEmbedding | None = None,
 ) -> tuple[list[SourceDocument], StoredIndex, HybridRetriever]:
     """The documents (the configured ones, then those added with `rag add`), their index (loaded,
     or updated when missing or stale) and a retriever over it. An up-to-date index gives the
-    documents' texts too, so no document is parsed at start."""
-    from rag.embedding import LockedEmbedding, load_embed_model
+    documents' texts too, so no document is parsed at start. `embedding` is the model to share
+    (with its lock); by default a new one is loaded."""
+    from rag.embedding import load_embed_model
     from rag.retrieve import HybridRetriever
     from rag.store import open_current
 
-    embed_model = load_embed_model(config.embedding, progress)
-    stored = open_current(config, embed_model, rebuild=rebuild, progress=progress)  # reads documents only to rebuild
-    retriever = HybridRetriever(stored, LockedEmbedding(embed_model), config.retrieval)  # shared by answering threads
+    embedding = embedding or LockedEmbedding(load_embed_model(config.embedding, progress))
+    with embedding.lock:  # building embeds passages: not beside another thread's question
+        stored = open_current(config, embedding.model, rebuild=rebuild, progress=progress)
+    retriever = HybridRetriever(stored, embedding, config.retrieval)  # shared by answering threads
     return stored.documents, stored, retriever
 
 

@@ -98,7 +98,8 @@ class BotState:
                 return
             logger.info("Index generation %s was published; switching to it", latest)
             try:
-                self.engine = await asyncio.to_thread(Engine.open, self.engine.config)
+                embedding = self.engine.retriever.embed_model  # the same model, not a second copy
+                self.engine = await asyncio.to_thread(Engine.open, self.engine.config, False, logger.info, embedding)
             except PublishedIndexMismatchError as exc:  # other documents than this replica's config: keep answering
                 logger.warning("Not switching to index generation %s: %s", latest, exc)
                 self._refused_generation = latest
@@ -338,6 +339,9 @@ async def refused(update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
     if first_time and update.effective_message is not None and update.callback_query is None:
         state(context).refused.put(who, True)
         await send(update.effective_message, ["Sorry, this bot is private and can't answer you."])
+    else:
+        message = update.effective_message.message_id if update.effective_message else None
+        logger.info("Ignored message %s from %s: not on the allow-lists (told once already)", message, who)
     return True
 
 

@@ -108,7 +108,6 @@ def uploads_dir(config: Config) -> Path:
 def add_upload(engine: Engine, staged: Path) -> tuple[Engine, dict[str, Any], str]:
     """Check the downloaded file, move it into the uploads folder and add it to the index; the new
     engine, its manifest entry and "Added" or "Updated". A bad file changes nothing."""
-    from rag.embedding import load_embed_model
     from rag.store import add_documents
 
     config = engine.config
@@ -118,10 +117,12 @@ def add_upload(engine: Engine, staged: Path) -> tuple[Engine, dict[str, Any], st
         if other.sha256 == document.sha256 and other.path.resolve() != target:
             raise DocumentError(f"it has the same content as {other.path.name}, which I already have")
     os.replace(staged, target)
-    result = add_documents(config, [target], load_embed_model(config.embedding))
+    embedding = engine.retriever.embed_model  # the engine's model: no second copy in memory
+    with embedding.lock:  # embedding the new passages: not beside a question's embedding
+        result = add_documents(config, [target], embedding.model)
     entry = next(e for e in result.stored.manifest["documents"] if e["source"] == str(target))
     action = "Updated" if result.actions[0][1] == "updated" else "Added"
-    return Engine.open(config), entry, action
+    return Engine.open(config, embedding=embedding), entry, action
 
 
 async def docs(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -196,12 +197,12 @@ async def remove_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
 
 def remove_upload(engine: Engine, source: str) -> Engine:
     """Remove a document from the index (and its file, when it was uploaded); the new engine."""
-    from rag.embedding import load_embed_model
     from rag.store import remove_document
 
     config = engine.config
-    remove_document(config, source, load_embed_model(config.embedding))
+    embedding = engine.retriever.embed_model
+    remove_document(config, source, embedding.model)  # re-embeds nothing
     path = Path(source)
     if path.parent == uploads_dir(config).resolve():
         path.unlink(missing_ok=True)
-    return Engine.open(config)
+    return Engine.open(config, embedding=embedding)
