@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.bench_report import Row, Section, memory_table, table
-from rag.config import DEFAULTS_DIR, PACKAGE_DIR
+from rag.config import DEFAULTS_DIR, PACKAGE_DIR, environment
 from rag.lexical import normalise
 
 # All shipped in the package (rag/defaults/), so the benchmark runs from an installed wheel too.
@@ -279,8 +279,8 @@ def _postgres_server(bench: Bench, wanted: bool) -> Iterator[None]:
     if not wanted:
         yield
         return
-    if os.environ.get("DATABASE_URL"):
-        bench.database_url = os.environ["DATABASE_URL"]
+    if environment("DATABASE_URL"):
+        bench.database_url = environment("DATABASE_URL")
         yield
         return
     if not POSTGRES_SCRIPT.is_file():

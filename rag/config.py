@@ -165,7 +165,7 @@ def load_config(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
-    telegram_url = os.environ.get("TELEGRAM_API_BASE_URL", "").strip()
+    telegram_url = environment("TELEGRAM_API_BASE_URL")
     if telegram_url:
         config = config.model_copy(update={"telegram": config.telegram.model_copy(update={"base_url": telegram_url})})
     docs = ([doc] if isinstance(doc, Path) else list(doc or [])) or [p for p in [_env_path("RAG_DOC")] if p]
@@ -279,6 +279,29 @@ def _describe(exc: ValidationError, path: Path) -> str:
     return f"{path}: " + "; ".join(problems)
 
 
+# Every environment variable the project reads, with what it means (docs/configuration.md shows
+# this table); they are read here only, through `environment`. The LLM's API key is read from the
+# variable `llm.api_key_env` names.
+ENVIRONMENT = {
+    "RAG_CONFIG": "the config file",
+    "RAG_DOC": "the document to answer from (instead of the configured ones)",
+    "RAG_INDEX_DIR": "the index folder",
+    "RAG_ONNX_DIR": "the cache of the embedding model's ONNX export",
+    "TELEGRAM_BOT_TOKEN": "the bot's token (read from nowhere else, never logged)",
+    "TELEGRAM_API_BASE_URL": "the Bot API endpoint (instead of telegram.base_url)",
+    "TELEGRAM_API_FILE_URL": "the Bot API file URL for downloads (instead of telegram.base_file_url)",
+    "TELEGRAM_WEBHOOK_SECRET": "webhook mode's secret token",
+    "DATABASE_URL": "the PostgreSQL store and shared bot state (store.backend: postgres)",
+    "LOG_LEVEL": "the bot's log level (default INFO)",
+}
+
+
+def environment(name: str) -> str:
+    """The stripped value of environment variable `name` ("" when unset); only the variables of
+    `ENVIRONMENT`, or the LLM key variable the config names, may be read."""
+    return os.environ.get(name, "").strip()
+
+
 def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name, "").strip()
+    value = environment(name)
     return Path(value) if value else None

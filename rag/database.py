@@ -4,13 +4,13 @@ its next use, and a server that cannot be reached raised as `StoreUnavailableErr
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from rag.config import environment
 from rag.errors import ConfigError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ EF_SEARCH = 64  # hnsw.ef_search: candidates HNSW looks at per query (pgvector's
 
 def database_url() -> str:
     """`DATABASE_URL` from the environment; ConfigError when it is missing or not a postgresql:// URL."""
-    url = os.environ.get("DATABASE_URL", "").strip()
+    url = environment("DATABASE_URL")
     if not url:
         raise ConfigError(
             "store.backend: postgres needs DATABASE_URL in the environment "

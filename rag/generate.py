@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.answer import Answer, ExtractiveAnswerer, Scored
-from rag.config import LLMConfig
+from rag.config import LLMConfig, environment
 from rag.lexical import WORD, content_terms, normalise
 from rag.verify import Embed, Evidence, Verdict, Verifier
 
@@ -92,7 +91,7 @@ def build_llm(config: LLMConfig) -> LLM:
     return OpenAILike(
         model=config.model,
         api_base=config.base_url,
-        api_key=os.environ.get(config.api_key_env) or "not-needed",
+        api_key=environment(config.api_key_env) or "not-needed",
         is_chat_model=True,
         timeout=config.timeout_s,
         max_retries=0,

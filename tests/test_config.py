@@ -135,3 +135,18 @@ def test_webhook_mode_needs_a_webhook_url(tmp_path):
         load_config(path)
     path.write_text("telegram:\n  mode: webhook\n  webhook_url: https://bot.example.org/tg\n  port: 8080\n")
     assert load_config(path).telegram.port == 8080
+
+
+def test_environment_variables_are_read_in_one_place_and_documented_in_one_table():
+    from rag.config import ENVIRONMENT
+
+    readers, names = [], set()
+    for path in (ROOT / "rag").rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        if re.search(r"os\.environ\.get\(|os\.environ\[[^]]+\](?!\s*=)|getenv\(", source):  # reads, not writes
+            readers.append(path.name)
+        names |= set(re.findall(r"\b(?:environment|_env_path)\(\"(\w+)\"\)", source))
+    assert readers == ["config.py"]
+    assert names == set(ENVIRONMENT)
+    table = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    assert {name for name in ENVIRONMENT if any(line.startswith(f"| `{name}`") for line in table)} == set(ENVIRONMENT)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import sys
 
@@ -16,7 +15,7 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Comm
 from rag.bot import handlers, uploads
 from rag.bot.transport import PerChatUpdateProcessor, RedactToken, RetryingRequest
 from rag.bot.webhook import SECRET_TOKEN, serve
-from rag.config import Config, load_config
+from rag.config import Config, environment, load_config
 from rag.database import database_url
 from rag.errors import RagError, StoreUnavailableError
 from rag.ingest import fingerprint
@@ -92,7 +91,7 @@ def configure_logging(token: str, *secrets: str) -> None:
     """Log to stderr at LOG_LEVEL (default INFO); httpx stays at WARNING; the token and `secrets`
     are redacted."""
     logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=os.environ.get("LOG_LEVEL", "INFO").upper()
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=(environment("LOG_LEVEL") or "INFO").upper()
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs request URLs, which hold the token
     # faiss.loader logs "Could not load library with AVX512 support": harmless
@@ -119,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="bot.py", parents=[common_options()], description="The Telegram bot (token in TELEGRAM_BOT_TOKEN)."
     )
     args = parser.parse_args(argv)  # an unknown option is an error, not silently ignored
-    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    token = environment("TELEGRAM_BOT_TOKEN")
     if not token:
         print("error: set TELEGRAM_BOT_TOKEN to the token @BotFather gave you", file=sys.stderr)
         return 1
-    secret = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "").strip()
+    secret = environment("TELEGRAM_WEBHOOK_SECRET")
     configure_logging(token, secret)
     try:
         config = load_config(args.config, doc=args.doc, index_dir=args.index_dir)

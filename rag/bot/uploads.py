@@ -22,7 +22,7 @@ from telegram.ext import ContextTypes
 from rag.bot.handlers import BotState, admitted, incoming, not_text, send, state
 from rag.bot.render import escape_html
 from rag.cli import count
-from rag.config import Config, TelegramConfig
+from rag.config import Config, TelegramConfig, environment
 from rag.engine import Engine
 from rag.errors import DocumentError
 from rag.ingest import SUPPORTED_SUFFIXES, read_document
@@ -37,7 +37,7 @@ def file_url(config: TelegramConfig) -> str:
     """The Bot API file URL: TELEGRAM_API_FILE_URL, else ``telegram.base_file_url``, else the API
     URL with its last segment under ``file/`` (``https://api.telegram.org/bot`` ->
     ``https://api.telegram.org/file/bot``)."""
-    configured = os.environ.get("TELEGRAM_API_FILE_URL", "").strip() or config.base_file_url
+    configured = environment("TELEGRAM_API_FILE_URL") or config.base_file_url
     if configured:
         return configured
     head, _, last = config.base_url.rstrip("/").rpartition("/")
