@@ -6,7 +6,8 @@ Citations point into the extracted text, so every offset is exact.
 
     .txt .text (none)  plain text in any common encoding (UTF-8 first, else charset-normalizer)
     .md .markdown      plain text; ATX ('# Tools') and setext headings become their own blocks
-    .pdf               pypdf's text layer, page by page (pages are joined by a blank line); a line
+    .pdf               pypdf's text layer, page by page (pages are joined by a blank line), paragraphs
+                       from the layout (`layout_paragraphs`); a line
                        that is an outline (bookmark) title on its page is a heading
     .html .htm .xhtml  trafilatura's main content: headings, paragraphs, list items, table rows
     .docx              python-docx: body paragraphs and table rows; Heading/Title styles are headings
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.errors import DocumentError, DocumentTooLargeError, EmptyDocumentError, UnreadableDocumentError
 from rag.lexical import normalise
@@ -110,7 +112,7 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
             reader = PdfReader(path)
             if reader.is_encrypted and not reader.decrypt(""):  # an owner password only still opens
                 raise UnreadableDocumentError(f"{path}: the PDF is encrypted with a password; save an unencrypted copy")
-            pages = [page.extract_text() or "" for page in reader.pages]
+            pages = [layout_paragraphs(page) for page in reader.pages]
             titles = _outline_titles(reader)
     except (FileNotDecryptedError, DependencyError):
         raise UnreadableDocumentError(
@@ -137,6 +139,64 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
     if not blocks:
         raise EmptyDocumentError(f"{path}: this PDF has no text layer; OCR is not supported")
     return Extracted("".join(parts), tuple(blocks), len(pages))
+
+
+def layout_paragraphs(page: Any) -> str:
+    """A page's text layer with a blank line wherever the layout starts a paragraph.
+
+    A text layer has no blank lines, so pypdf's lines are matched with the positions of the
+    text it drew: a paragraph starts after a vertical gap well above the page's usual line
+    spacing, at a line indented from the page's left edge, after a short line ending a sentence,
+    or where the text jumps up (a new column). When the lines cannot be matched (text drawn out
+    of order), the page keeps pypdf's text as it is."""
+    rows: list[tuple[float, float, float]] = []  # (x, y, font size) of each line, in drawing order
+
+    def visit(text: str, cm: Any, tm: Any, font: Any, size: float) -> None:
+        if not text.strip():
+            return
+        x, y = tm[4] * cm[0] + tm[5] * cm[2] + cm[4], tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+        if rows and abs(rows[-1][1] - y) < max(size, 1.0) / 2:
+            rows[-1] = (min(rows[-1][0], x), rows[-1][1], rows[-1][2])  # more of the same line
+        else:
+            rows.append((x, y, size))
+
+    text = page.extract_text(visitor_text=visit) or ""
+    lines = text.split("\n")
+    if len(rows) != len([line for line in lines if line.strip()]) or len(rows) < 2:
+        return text
+    positions = iter(rows)
+    placed = [(line, next(positions) if line.strip() else None) for line in lines]
+    gaps = sorted(a[1] - b[1] for a, b in zip(rows, rows[1:], strict=False) if a[1] > b[1])
+    spacing = gaps[len(gaps) // 2] if gaps else 0.0
+    left = min(x for x, _, _ in rows)
+    longest = max(len(line.strip()) for line in lines)
+    out = [placed[0][0]]
+    previous = placed[0]
+    for line, where in placed[1:]:
+        if (
+            where is not None
+            and previous[1] is not None
+            and _starts_paragraph(previous, (line, where), spacing, left, longest)
+        ):
+            out.append("")
+        out.append(line)
+        if where is not None:
+            previous = (line, where)
+    return "\n".join(out)
+
+
+def _starts_paragraph(
+    before: tuple[str, Any], line: tuple[str, Any], spacing: float, left: float, longest: int
+) -> bool:
+    """Whether `line` opens a new paragraph after `before` (see `layout_paragraphs`)."""
+    (text_before, (x_before, y_before, size)), (_, (x, y, _)) = before, line
+    gap = y_before - y
+    return (
+        gap < 0  # up the page: a new column
+        or (spacing > 0 and gap > 1.4 * spacing)
+        or (x > left + max(size, 1.0) and x > x_before + max(size, 1.0) / 2)  # a first line indented from the rest
+        or (text_before.rstrip().endswith((".", "!", "?", ":", '"', "”")) and len(text_before.strip()) < 0.7 * longest)
+    )
 
 
 def page_blocks(text: str, titles: list[str]) -> list[Block]:

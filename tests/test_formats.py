@@ -168,6 +168,42 @@ def test_pdf_passages_carry_their_page(tmp_path):
     assert {n.metadata["page"] for n in nodes} == {1, 2, 3}
 
 
+def test_pdf_paragraphs_follow_the_layout_not_the_page(tmp_path):
+    """A text layer has no blank lines: paragraphs come from a vertical gap, a short line that
+    ends a sentence, and a first line indented from the rest."""
+    from rag.chunking import chunk
+
+    paragraphs = [
+        "The committee met on Monday to discuss the budget for the coming year, which had grown by a tenth "
+        "since the last meeting, and it agreed on new rules for the members.",
+        "The cause of the delay was a shortage of steel at the plant in the north of the country, where the "
+        "workers had been on strike for two weeks in a row.",
+        "The course is taught by Samuel Brandt, who joined the school in 2019 after ten years at the library "
+        "of the university in the capital of the region.",
+        "Each student receives a reading list in the first week and hands in a short essay every month until "
+        "the end of the spring term in June.",
+    ]
+    NEXT_LINE = {"new_x": "LMARGIN", "new_y": "NEXT"}
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.add_page()
+    pdf.multi_cell(0, 6, paragraphs[0], **NEXT_LINE)
+    pdf.ln(5)  # a vertical gap
+    pdf.multi_cell(0, 6, paragraphs[1], **NEXT_LINE)  # its last line is short: the next line starts a paragraph
+    pdf.multi_cell(0, 6, paragraphs[2], **NEXT_LINE)
+    pdf.set_x(pdf.l_margin + 10)  # the first line indented, the rest at the margin
+    cut = paragraphs[3].index(" ", 55)
+    pdf.multi_cell(0, 6, paragraphs[3][:cut], **NEXT_LINE)
+    pdf.multi_cell(0, 6, paragraphs[3][cut + 1 :], **NEXT_LINE)
+    path = tmp_path / "minutes.pdf"
+    pdf.output(str(path))
+    nodes = chunk(read_document(path), path.name)
+    numbers = {n.metadata["paragraph"] for n in nodes}
+    assert len(numbers) == 4
+    by_paragraph = {p: " ".join(normalise(n.text) for n in nodes if n.metadata["paragraph"] == p) for p in numbers}
+    assert [by_paragraph[p] for p in sorted(numbers)] == [normalise(p) for p in paragraphs]
+
+
 def test_pdf_outline_titles_become_sections(tmp_path):
     from rag.chunking import chunk
 
