@@ -121,18 +121,30 @@ def unresolved_pronoun(question: str, session: ChatSession, texts: list[str]) ->
     for any name. A fresh or reset conversation holds nothing, so every "he" or "she" in it is
     unresolved."""
     pronoun = personal_pronoun(question)
-    if pronoun is None:
+    if pronoun is None or _bound_in_question(question, pronoun):
         return None
     if not session.turns:
         return pronoun
     previous_question, previous_answer = session.turns[-1]
     context = f"{previous_question} {'' if previous_answer.abstained else previous_answer.text}"
-    names = [m.group() for m in NAME.finditer(context) if m.group().lower() not in FUNCTION_WORDS]
+    names = _names(context)
     genders = {PERSONAL_PRONOUNS[w] for w in re.findall(r"[a-z]+", context.lower()) if w in PERSONAL_PRONOUNS}
     genders |= {gender for gender in (name_gender(name, texts) for name in names) if gender is not None}
     if PERSONAL_PRONOUNS[pronoun] in genders:
         return None
     return pronoun if genders or not names else None  # only people of the other gender, or nobody at all
+
+
+def _bound_in_question(question: str, pronoun: str) -> bool:
+    """Whether the question itself gives the pronoun its person: a name ("What did Tesla do with
+    his money?"), or "who" or "person" before it ("Who hurt his arm?")."""
+    before = re.findall(r"[a-z]+", re.split(rf"\b{pronoun}\b", question.lower(), maxsplit=1)[0])
+    return bool(_names(question)) or any(w in ("who", "whom", "whose", "person") for w in before)
+
+
+def _names(text: str) -> list[str]:
+    """Runs of capitalised words in `text` that are not function words ("Who", "The")."""
+    return [m.group() for m in NAME.finditer(text) if m.group().lower() not in FUNCTION_WORDS]
 
 
 def name_gender(name: str, texts: list[str]) -> str | None:

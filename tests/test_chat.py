@@ -166,3 +166,17 @@ def test_a_conversation_continues_in_a_process_started_in_another_folder(article
     first = ask("What did Mike Pompeo say the US would not do?", article.parent)  # cited as "dw-icc-sanctions.txt"
     more = ask("tell me more", tmp_path)  # cited by its full path
     assert first and more and not set(more) <= set(first)  # something new (an antecedent may come again)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What did Tesla do with his money?",
+        "Who underwent surgery to fix his arm?",
+        "This person built it; what was his name?",
+    ],
+)
+def test_a_pronoun_the_question_itself_explains_is_not_asked_back(question):
+    from rag.chat import unresolved_pronoun
+
+    assert unresolved_pronoun(question, ChatSession(), []) is None
