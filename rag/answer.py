@@ -197,9 +197,9 @@ class ExtractiveAnswerer:
             return Answer(question, self.abstain_message, True, self.citations(closest), confidence=confidence)
         best = ranked[0]
         quoted = self._quoted(best, ranked[1:])
-        probability = {s.node.node_id: s.score for s in ranked}  # a pronoun's antecedent may not be ranked
+        probability = {s.node.node_id: s.score for s in ranked}  # a pronoun's antecedent may not be ranked (0)
         cited = _unique(  # numbered as read: the quoted sentences in their order, then the other close ones
-            [Scored(node, probability.get(node.node_id, best.score)) for node in quoted]
+            [Scored(node, probability.get(node.node_id, 0.0)) for node in quoted]
             + [s for s in ranked[1:] if s.score >= self.config.citation_min_score]
         )
         citations = self.citations(cited[: max(self.top_k, len(quoted))])

@@ -109,8 +109,10 @@ _SENTENCE_AFTER = re.compile(r"[^.!?]*[.!?]+[^.!?]*[.!?]?")  # the rest of the s
 
 
 def personal_pronoun(question: str) -> str | None:
-    """The first "he", "she", "his", "her"... of the question, or None."""
-    return next((w for w in re.findall(r"[a-z]+", question.lower()) if w in PERSONAL_PRONOUNS), None)
+    """The first "he" or "she" of the question, or None. Only these subjects are asked about: a
+    "his" or "her" is mostly bound by a noun of the question itself ("What did the president put
+    his signature to?")."""
+    return next((w for w in re.findall(r"[a-z]+", question.lower()) if w in ("he", "she")), None)
 
 
 def unresolved_pronoun(question: str, session: ChatSession, texts: list[str]) -> str | None:

@@ -15,6 +15,7 @@ not as passages of their own.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 
 from llama_index.core.schema import Document, TextNode
@@ -72,9 +73,24 @@ def _node(paragraph: Document, start: int, end: int, unit: str) -> TextNode:
     )
 
 
+# a list or section label that Punkt takes for a sentence of its own: "2.", "iv.", "b)", "(3)"
+LABEL = re.compile(r"\(?(\d{1,3}(\.\d{1,3})*|[ivxlc]{1,5}|[a-z])[.)]", re.I)
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Sentence (start, end) offsets within `text`, using llama-index's bundled Punkt model."""
-    return [span for span in _punkt().span_tokenize(text) if text[span[0] : span[1]].strip()]
+    """Sentence (start, end) offsets within `text`, using llama-index's bundled Punkt model; a
+    label ("2.") is joined to the sentence it opens ("2. The works")."""
+    spans: list[tuple[int, int]] = []
+    label: tuple[int, int] | None = None  # labels waiting for their sentence
+    for start, end in _punkt().span_tokenize(text):
+        if not text[start:end].strip():
+            continue
+        if LABEL.fullmatch(text[start:end].strip()):
+            label = (start, end) if label is None else (label[0], end)
+            continue
+        spans.append((start if label is None else label[0], end))
+        label = None
+    return spans if label is None else [*spans, label]  # a label at the very end stays a span of its own
 
 
 @lru_cache(maxsize=1)

@@ -193,11 +193,13 @@ def baseline_top1(engine: Engine, question: Question) -> dict[str, bool]:
 
 
 def score(question: Question, answer: Answer, top_k: int) -> Outcome:
-    texts = [_fold(c.text) for c in answer.citations]
+    # by the ranker's probability, best first: citations are numbered in reading order instead
+    ranked = sorted(answer.citations, key=lambda c: c.score, reverse=True)
+    texts = [_fold(c.text) for c in ranked]
     targets = [_fold(question.evidence)] if question.evidence else [_fold(a) for a in question.answers]
     correct = not answer.abstained and _holds(answer.text, question.answers)
     usable = not answer.abstained and question.answerable
-    top = answer.citations[0].text if answer.citations else ""  # one sentence, like the baselines
+    top = ranked[0].text if ranked else ""  # one sentence, like the baselines
     short = answer.short_answer.text if answer.short_answer else None
     return Outcome(
         question,

@@ -112,7 +112,7 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
             reader = PdfReader(path)
             if reader.is_encrypted and not reader.decrypt(""):  # an owner password only still opens
                 raise UnreadableDocumentError(f"{path}: the PDF is encrypted with a password; save an unencrypted copy")
-            pages = [layout_paragraphs(page) for page in reader.pages]
+            pages = [layout_paragraphs(page) for page in reader.pages]  # (text, heading lines) of each
             titles = _outline_titles(reader)
     except (FileNotDecryptedError, DependencyError):
         raise UnreadableDocumentError(
@@ -123,7 +123,7 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
     parts: list[str] = []
     blocks: list[Block] = []
     offset = 0
-    for number, page_text in enumerate(pages, start=1):
+    for number, (page_text, headings) in enumerate(pages, start=1):
         page_text = page_text.strip()
         if not page_text:
             continue
@@ -132,7 +132,7 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
             offset += 2
         blocks += [
             Block(offset + b.start, offset + b.end, b.heading, number)
-            for b in page_blocks(page_text, titles.get(number, []))
+            for b in page_blocks(page_text, titles.get(number, []) + headings)
         ]
         parts.append(page_text)
         offset += len(page_text)
@@ -141,14 +141,16 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
     return Extracted("".join(parts), tuple(blocks), len(pages))
 
 
-def layout_paragraphs(page: Any) -> str:
-    """A page's text layer with a blank line wherever the layout starts a paragraph.
+def layout_paragraphs(page: Any) -> tuple[str, list[str]]:
+    """A page's text layer with a blank line wherever the layout starts a paragraph, and its
+    lines set larger than the page's body text (headings).
 
     A text layer has no blank lines, so pypdf's lines are matched with the positions of the
     text it drew: a paragraph starts after a vertical gap well above the page's usual line
-    spacing, at a line indented from the page's left edge, after a short line ending a sentence,
-    or where the text jumps up (a new column). When the lines cannot be matched (text drawn out
-    of order), the page keeps pypdf's text as it is."""
+    spacing, at a line in another font size (a heading), at a first line indented from the rest,
+    after a short line ending a sentence, or where the text jumps up (a new column). When the
+    lines cannot be matched (text drawn out of order), the page keeps pypdf's text as it is,
+    with no headings."""
     rows: list[tuple[float, float, float]] = []  # (x, y, font size) of each line, in drawing order
 
     def visit(text: str, cm: Any, tm: Any, font: Any, size: float) -> None:
@@ -163,11 +165,11 @@ def layout_paragraphs(page: Any) -> str:
     text = page.extract_text(visitor_text=visit) or ""
     lines = text.split("\n")
     if len(rows) != len([line for line in lines if line.strip()]) or len(rows) < 2:
-        return text
+        return text, []
     positions = iter(rows)
     placed = [(line, next(positions) if line.strip() else None) for line in lines]
     gaps = sorted(a[1] - b[1] for a, b in zip(rows, rows[1:], strict=False) if a[1] > b[1])
-    spacing = gaps[len(gaps) // 2] if gaps else 0.0
+    spacing = gaps[len(gaps) // 4] if gaps else 0.0  # lines within a paragraph: the smaller gaps
     left = min(x for x, _, _ in rows)
     longest = max(len(line.strip()) for line in lines)
     out = [placed[0][0]]
@@ -182,17 +184,21 @@ def layout_paragraphs(page: Any) -> str:
         out.append(line)
         if where is not None:
             previous = (line, where)
-    return "\n".join(out)
+    sizes = [size for _, _, size in rows]
+    body = max(set(sizes), key=sizes.count)
+    headings = [line.strip() for line, where in placed if where is not None and where[2] > body + 0.5]
+    return "\n".join(out), [h for h in headings if len(h) <= 120]
 
 
 def _starts_paragraph(
     before: tuple[str, Any], line: tuple[str, Any], spacing: float, left: float, longest: int
 ) -> bool:
     """Whether `line` opens a new paragraph after `before` (see `layout_paragraphs`)."""
-    (text_before, (x_before, y_before, size)), (_, (x, y, _)) = before, line
+    (text_before, (x_before, y_before, size)), (_, (x, y, size_now)) = before, line
     gap = y_before - y
     return (
         gap < 0  # up the page: a new column
+        or abs(size_now - size) > 0.5  # another font size: a heading, or the text after it
         or (spacing > 0 and gap > 1.4 * spacing)
         or (x > left + max(size, 1.0) and x > x_before + max(size, 1.0) / 2)  # a first line indented from the rest
         or (text_before.rstrip().endswith((".", "!", "?", ":", '"', "”")) and len(text_before.strip()) < 0.7 * longest)

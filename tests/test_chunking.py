@@ -39,3 +39,12 @@ def test_sentence_spans_keep_abbreviations_together():
     text = "The U.S. envoy met Dr. Smith on Monday. They talked."
     spans = sentence_spans(text)
     assert [text[a:b] for a, b in spans] == ["The U.S. envoy met Dr. Smith on Monday.", "They talked."]
+
+
+def test_a_list_or_section_label_stays_with_its_sentence():
+    from rag.chunking import sentence_spans
+
+    text = "2. The works began in May. The roof came first. iv. Costs rose. It was 5 p.m. on day 2. The end."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "2. The works began in May.", "The roof came first.", "iv. Costs rose.", "It was 5 p.m. on day 2.", "The end."
+    ]  # fmt: skip

@@ -112,3 +112,14 @@ def test_report_plots_keep_labels_inside_and_count_whole_questions():
     axes = kinds.axes[0]
     top_label = max(text.get_window_extent().y1 for text in axes.texts)  # the "100%" bar labels
     assert top_label <= axes.get_window_extent().y1
+
+
+def test_evidence_at_1_is_the_passage_the_ranker_rates_highest_not_the_first_number():
+    from rag.answer import Citation
+
+    antecedent = Citation(1, "Ann Lee founded the firm.", 0, 25, 1, 0.0, "d.txt")
+    best = Citation(2, "She sold it in 2001.", 26, 46, 1, 0.9, "d.txt")
+    question = Question("q", 0, "When did Ann Lee sell the firm?", ("2001",))
+    answer = Answer(question.question, "Ann Lee founded the firm. She sold it in 2001.", False, [antecedent, best])
+    outcome = score(question, answer, 3)
+    assert outcome.correct and outcome.hit_at_1 and outcome.top1 == {"ranker": True}

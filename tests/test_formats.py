@@ -170,7 +170,7 @@ def test_pdf_passages_carry_their_page(tmp_path):
 
 def test_pdf_paragraphs_follow_the_layout_not_the_page(tmp_path):
     """A text layer has no blank lines: paragraphs come from a vertical gap, a short line that
-    ends a sentence, and a first line indented from the rest."""
+    ends a sentence, a first line indented from the rest, and a heading's larger font."""
     from rag.chunking import chunk
 
     paragraphs = [
@@ -187,6 +187,9 @@ def test_pdf_paragraphs_follow_the_layout_not_the_page(tmp_path):
     pdf = FPDF()
     pdf.set_font("Helvetica", size=11)
     pdf.add_page()
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.multi_cell(0, 8, "2. Minutes of the spring meeting", **NEXT_LINE)  # a heading: larger, no gap after it
+    pdf.set_font("Helvetica", size=11)
     pdf.multi_cell(0, 6, paragraphs[0], **NEXT_LINE)
     pdf.ln(5)  # a vertical gap
     pdf.multi_cell(0, 6, paragraphs[1], **NEXT_LINE)  # its last line is short: the next line starts a paragraph
@@ -198,6 +201,8 @@ def test_pdf_paragraphs_follow_the_layout_not_the_page(tmp_path):
     path = tmp_path / "minutes.pdf"
     pdf.output(str(path))
     nodes = chunk(read_document(path), path.name)
+    assert {n.metadata["section"] for n in nodes} == {"2. Minutes of the spring meeting"}
+    assert all(not n.text.startswith(("2.", "Minutes")) for n in nodes)  # the label stays with its heading
     numbers = {n.metadata["paragraph"] for n in nodes}
     assert len(numbers) == 4
     by_paragraph = {p: " ".join(normalise(n.text) for n in nodes if n.metadata["paragraph"] == p) for p in numbers}

@@ -6,6 +6,7 @@ import pytest
 from rag.errors import ModelError
 from rag.rank import (
     CANDIDATE_FEATURES,
+    EMBEDDER_MODEL_FILES,
     MODEL_FILE,
     QUESTION_FEATURES,
     Featurizer,
@@ -24,6 +25,18 @@ def test_shipped_model_loads_offline_and_records_its_training():
     fit, held_out = set(model.training["fit_articles"]), set(model.training["held_out_articles"])
     assert fit and held_out and not fit & held_out
     assert model.training["seed"] and model.training["max_false_abstention"] <= 0.1
+
+
+@pytest.mark.parametrize("path", [MODEL_FILE, *EMBEDDER_MODEL_FILES.values()], ids=lambda p: p.name)
+def test_every_shipped_model_names_exactly_the_features_the_code_computes(path):
+    from rag.short_answer import SPAN_FEATURES
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["candidate_features"] == list(CANDIDATE_FEATURES)
+    assert data["question_features"] == list(QUESTION_FEATURES)
+    assert data["short_answer"]["features"] == list(SPAN_FEATURES)
+    model = load_model(path)  # and it loads, offline
+    assert 0 < model.threshold < 1 and model.short_answer is not None
 
 
 def test_model_round_trip_gives_identical_scores(tmp_path, engine):
