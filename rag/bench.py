@@ -45,8 +45,8 @@ ARTICLE = DEFAULTS_DIR / "data" / "dw-icc-sanctions.txt"
 QUESTION_SET = DEFAULTS_DIR / "eval" / "dw-icc-sanctions.jsonl"
 SECOND_DOCUMENT = DEFAULTS_DIR / "eval" / "docs" / "python-license.txt"
 SOURCE_ROOT = PACKAGE_DIR.parent  # the checkout, when this runs from one (else site-packages)
-# The Telegram load test is part of the test suite: only a source checkout has it.
-LOAD_TEST = SOURCE_ROOT / "tests" / "test_bot_telegram.py"
+# The Telegram load runs the bot against the test suite's fake Bot API: only a source checkout has it.
+LOAD_SCRIPT = SOURCE_ROOT / "scripts" / "telegram_load.py"
 POSTGRES_SCRIPT = SOURCE_ROOT / "scripts" / "postgres.sh"
 WORKERS = PACKAGE_DIR / "bench_workers.py"
 MEMORY_WORKER = PACKAGE_DIR / "bench_memory.py"
@@ -239,7 +239,7 @@ def run(
 ) -> str:
     """Run everything and return the printed report. `postgres`: also measure our engine on the
     PostgreSQL store, on the server of DATABASE_URL, else on one `scripts/postgres.sh` starts."""
-    ours = Checkout("ours", SOURCE_ROOT if LOAD_TEST.is_file() else None)  # a checkout's sources may not be installed
+    ours = Checkout("ours", SOURCE_ROOT if LOAD_SCRIPT.is_file() else None)  # a checkout's sources may not be installed
     other = Checkout(_revision(compare_with), compare_with.resolve()) if compare_with else None
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as folder:
         bench = Bench(Path(folder), ours, other, 1 if quick else cold_runs, 1 if quick else WARM_RUNS)
@@ -392,14 +392,14 @@ def _memory(bench: Bench, largest: tuple[Path, Path] | None) -> dict[str, dict[s
 def _bot_section() -> Section:
     """The Telegram load test's printed figures (500 questions from 100 chats on a fake Bot API)."""
     title = "Telegram bot, 100 chats x 5 questions on a fake Bot API"
-    if not LOAD_TEST.is_file():
-        return Section(f"{title}: skipped, it needs a source checkout (tests/test_bot_telegram.py)", [])
-    command = [sys.executable, "-m", "pytest", "-q", "-s", "-k", "load", str(LOAD_TEST)]
+    if not LOAD_SCRIPT.is_file():
+        return Section(f"{title}: skipped, it needs a source checkout (scripts/telegram_load.py)", [])
+    command = [sys.executable, str(LOAD_SCRIPT)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=SOURCE_ROOT, timeout=WORKER_TIMEOUT_S)
-    match = re.search(r"= ([\d.]+) answers/s; latency p50 (\d+) ms, p95 (\d+) ms", result.stdout)
-    if not match:
-        return Section(f"{title}: no figures printed", [])
-    rate, p50, p95 = (float(x) for x in match.groups())
+    if result.returncode != 0 or not result.stdout.strip():
+        return Section(f"{title}: the load script failed ({result.stderr.strip().splitlines()[-1:]})", [])
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    rate, p50, p95 = figures["answers_per_s"], figures["p50_ms"], figures["p95_ms"]
     return Section(
         title,
         [

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,28 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+LOAD_QUESTIONS = [
+    "who revoked Bensouda's visa?",
+    "Who is the US Secretary of State?",
+    "How did the ICC describe the sanctions?",
+    "How many US soldiers did Trump pardon?",
+    "What is the capital of France?",
+]
+LOAD_CHATS = range(10_000, 10_100)
+
+
+def load(fake: FakeTelegram, chats: range = LOAD_CHATS, timeout: float = 600) -> tuple[float, list[tuple[int, dict]]]:
+    """The load the test suite and `rag bench` put on a running bot (`scripts/telegram_load.py`):
+    each of `chats` sends the `LOAD_QUESTIONS` in turn, all at once; the seconds until every one
+    is answered, and the (chat, message) pushed, in push order."""
+    started = time.monotonic()
+    pushed = [(chat, fake.push_text(chat, question, user_id=chat)) for question in LOAD_QUESTIONS for chat in chats]
+    fake.wait_until(lambda: all(fake.replies_to(m) for _, m in pushed), timeout=timeout)
+    return time.monotonic() - started, pushed
+
+
+def latencies(fake: FakeTelegram, pushed: list[tuple[int, dict]]) -> list[float]:
+    """Seconds from each pushed question to its first reply."""
+    return [fake.replies_to(m)[0].at - fake.pushed_at[m["message_id"]] for _, m in pushed]

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -24,6 +26,7 @@ def figures(table: str, row: str) -> list[str]:
     return re.findall(r"\d[\d,]*\.\d+", line)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_the_comparison_table():
     table = quick_bench()
     for row in (
@@ -37,6 +40,7 @@ def test_quick_benchmark_prints_the_comparison_table():
     assert "Telegram bot load test: skipped with --quick" in table  # said, not silently left out
 
 
+@pytest.mark.slow
 def test_quick_benchmark_on_the_postgres_store_prints_its_rows(postgres_server):
     import os
 

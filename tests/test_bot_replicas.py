@@ -27,6 +27,8 @@ from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 from tests.pg_harness import postgres, postgres_config, publish, table_locked, wait_until_a_query_waits_for
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 SECRET = "replicas-Secret_1"
 PATH = "/tg"
 # (question, what its reply must hold): the 2nd and 4th are follow-ups, posted to the other replica

@@ -20,6 +20,8 @@ from rag.bot.shared import (
 from rag.chat import ChatSession
 from rag.database import Database
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 
 @pytest.fixture
 def replicas(database):

@@ -7,21 +7,14 @@ SIGTERM while an answer is in flight and then checks the whole DEBUG log for the
 from __future__ import annotations
 
 import statistics
-import time
 
 import pytest
 
 from rag.evaluate import percentile
-from tests.bot_harness import running_bot, stop, write_config
+from tests.bot_harness import LOAD_CHATS, latencies, load, running_bot, stop, write_config
 from tests.fake_telegram import FakeTelegram, valid_telegram_html
 
-LOAD_QUESTIONS = [
-    "who revoked Bensouda's visa?",
-    "Who is the US Secretary of State?",
-    "How did the ICC describe the sanctions?",
-    "How many US soldiers did Trump pardon?",
-    "What is the capital of France?",
-]
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
 
 
 @pytest.fixture(scope="module")
@@ -199,25 +192,20 @@ def test_conflict_is_logged_and_polling_goes_on(fake, bot):
 
 
 def test_load_100_chats_5_questions_each(fake, bot):
-    chats = range(10_000, 10_100)
-    started = time.monotonic()
-    pushed = [(chat, fake.push_text(chat, LOAD_QUESTIONS[i], user_id=chat)) for i in range(5) for chat in chats]
-    fake.wait_until(lambda: all(fake.replies_to(m) for _, m in pushed), timeout=600)
-    elapsed = time.monotonic() - started
-    latencies = []
-    for chat in chats:
-        replies = [c for c in fake.sent(chat)]
+    elapsed, pushed = load(fake)
+    for chat in LOAD_CHATS:
+        replies = list(fake.sent(chat))
         assert len(replies) == 5, f"chat {chat} got {len(replies)} answers"
         assert [c.params["reply_parameters"]["message_id"] for c in replies] == [
             m["message_id"] for c_, m in pushed if c_ == chat
         ]
-        latencies += [c.at - fake.pushed_at[c.params["reply_parameters"]["message_id"]] for c in replies]
-    p95 = percentile(latencies, 95)
-    assert len(latencies) == 500 and 0 < min(latencies) <= statistics.median(latencies) <= p95 <= max(latencies)
-    assert max(latencies) <= elapsed + 1  # every reply came within the run, after its question
+    waits = latencies(fake, pushed)
+    p95 = percentile(waits, 95)
+    assert len(waits) == 500 and 0 < min(waits) <= statistics.median(waits) <= p95 <= max(waits)
+    assert max(waits) <= elapsed + 1  # every reply came within the run, after its question
     print(
         f"\nload test: 500 questions from 100 chats answered in {elapsed:.1f} s = {500 / elapsed:.1f} answers/s; "
-        f"latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+        f"latency p50 {statistics.median(waits) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
     )
 
 

@@ -12,6 +12,8 @@ from tests.bot_harness import running_bot, write_config
 from tests.fake_telegram import FakeTelegram
 from tests.test_formats import make_pdf
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 ADMIN, USER = 7001, 7002
 NOTES = b"# Meeting notes\n\nThe committee met on Tuesday. It adopted a budget of 7 million euros.\n"
 BUDGET = "What budget did the committee adopt?"

@@ -19,6 +19,8 @@ from tests.bot_harness import free_port, running_bot, stop, write_config
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 SECRET = "s3cret-Webhook_token"
 PATH = "/tg/updates"
 

@@ -17,6 +17,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.pg_harness import postgres, postgres_config, table_locked, wait_until_a_query_waits_for
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 PUBLISHED = "Published generation"
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from tests.pg_harness import postgres
 
+pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
+
 
 @pytest.fixture
 def server(tmp_path):

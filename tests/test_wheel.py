@@ -162,7 +162,7 @@ def test_the_installed_bench_finds_its_question_set_and_says_what_it_cannot_run(
     assert result.returncode == 0, result.stderr
     counts, bot_row = result.stdout.strip().splitlines()
     assert int(counts.split()[0]) > 40 and counts.split()[1] == "True"
-    assert bot_row.endswith(": skipped, it needs a source checkout (tests/test_bot_telegram.py)")
+    assert bot_row.endswith(": skipped, it needs a source checkout (scripts/telegram_load.py)")
 
 
 def test_the_installed_bot_answers_on_telegram_with_the_packaged_defaults(installed, outside):
