@@ -68,6 +68,18 @@ def config(article, session_dir, onnx_dir):
     return config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
 
 
+def engine_on(path: Path, index_dir: Path, onnx_dir: Path):
+    """An engine answering from the document at `path` alone (the project config otherwise), its
+    index in `index_dir` and the session's ONNX export."""
+    from rag.config import load_config
+    from rag.engine import Engine
+
+    config = load_config(ROOT / "config.yaml", doc=path, index_dir=index_dir)
+    return Engine.open(
+        config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
+    )
+
+
 @pytest.fixture(scope="session")
 def engine(config):
     from rag.engine import Engine

@@ -130,13 +130,10 @@ def test_questions_are_answered_from_the_previous_index_while_an_upload_is_index
 def test_an_upload_and_a_removal_reuse_the_engines_embedding_model(article, tmp_path, onnx_dir):
     """One model in memory: the engine after an upload (and after a removal) embeds with the same one."""
     from rag.bot.uploads import add_upload, remove_upload, uploads_dir
-    from rag.config import load_config
-    from rag.engine import Engine
+    from tests.conftest import engine_on
 
-    config = load_config(None, doc=article, index_dir=tmp_path / "index")
-    config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
-    engine = Engine.open(config)
-    staged = uploads_dir(config) / ".incoming" / "notes.txt"
+    engine = engine_on(article, tmp_path / "index", onnx_dir)
+    staged = uploads_dir(engine.config) / ".incoming" / "notes.txt"
     staged.parent.mkdir(parents=True)
     staged.write_text("The garden committee meets on Tuesdays in the library.\n", encoding="utf-8")
     added, entry, action = add_upload(engine, staged)

@@ -25,16 +25,12 @@ The south door is painted red. Bicycles must be left in the yard behind it.
 
 @pytest.fixture(scope="module")
 def handbook(tmp_path_factory, onnx_dir):
-    from rag.config import load_config
-    from rag.engine import Engine
-    from tests.conftest import ROOT
+    from tests.conftest import engine_on
 
     folder = tmp_path_factory.mktemp("handbook")
     path = folder / "handbook.txt"
     path.write_text(HANDBOOK, encoding="utf-8")
-    config = load_config(ROOT / "config.yaml", doc=path, index_dir=folder / "index")
-    config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
-    return Engine.open(config)
+    return engine_on(path, folder / "index", onnx_dir)
 
 
 def test_a_typed_question_is_not_answered_by_a_sentence_without_that_type(handbook):

@@ -102,13 +102,9 @@ def test_the_short_answer_is_found_in_text_with_runs_of_whitespace(tmp_path, onn
 
 @pytest.fixture(scope="module")
 def report_engine(tmp_path_factory, onnx_dir):
-    from rag.config import load_config
-    from rag.engine import Engine
-    from tests.conftest import ROOT
+    from tests.conftest import engine_on
 
     folder = tmp_path_factory.mktemp("report")
     path = folder / "harbour-museum.txt"
     path.write_text(REPORT, encoding="utf-8")
-    config = load_config(ROOT / "config.yaml", doc=path, index_dir=folder / "index")
-    config = config.model_copy(update={"embedding": config.embedding.model_copy(update={"onnx_dir": onnx_dir})})
-    return Engine.open(config), REPORT
+    return engine_on(path, folder / "index", onnx_dir), REPORT
