@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from rag.retrieve import HybridRetriever
     from rag.store import Progress, StoredIndex
 
+MORE_OF_NOTHING = "More about what? Ask me a question about the document first."  # "tell me more" before any answer
+
 
 @dataclass
 class Engine:
@@ -83,6 +85,8 @@ class Engine:
             answer = Answer(
                 question, f"Who do you mean by “{pronoun}”? Please ask again with the name.", True, mode="conversation"
             )
+        if answer is None and session and not session.answered and only_asks_for_more(question):
+            answer = Answer(question, MORE_OF_NOTHING, True, mode="conversation")  # no quote yet to continue
         if answer is None:
             context = session.context_for(question) if session else ""
             standalone, context = self.answerer.standalone(question, context) if context else (question, "")

@@ -116,6 +116,17 @@ def test_a_pronoun_with_nobody_to_stand_for_gets_a_question_back(engine, before,
     assert reply.text == "Who do you mean by “he”? Please ask again with the name."
 
 
+@pytest.mark.parametrize("before", [[], ["What is the capital of France?"]], ids=["fresh chat", "after a refusal"])
+def test_tell_me_more_with_nothing_quoted_yet_gets_a_question_back(engine, before):
+    from rag.engine import MORE_OF_NOTHING
+
+    session = engine.new_session()
+    for message in before:
+        assert engine.ask(message, session).abstained
+    reply = engine.ask("Tell me more", session)
+    assert reply.text == MORE_OF_NOTHING and reply.mode == "conversation" and not reply.citations
+
+
 def test_a_pronoun_of_the_person_just_named_is_answered():
     from rag.chat import name_gender, unresolved_pronoun
 
