@@ -6,8 +6,8 @@ Citations point into the extracted text, so every offset is exact.
 
     .txt .text (none)  plain text in any common encoding (UTF-8 first, else charset-normalizer)
     .md .markdown      plain text; ATX ('# Tools') and setext headings become their own blocks
-    .pdf               pypdf's text layer, page by page (pages are joined by a blank line), paragraphs
-                       from the layout (`layout_paragraphs`); a line
+    .pdf               pypdf's text layer, page by page (pages are joined by a blank line, unless a
+                       paragraph runs on: `runs_on`), paragraphs from the layout (`layout_paragraphs`); a line
                        that is an outline (bookmark) title on its page is a heading
     .html .htm .xhtml  trafilatura's main content: headings, paragraphs, list items, table rows
     .docx              python-docx: body paragraphs and table rows; Heading/Title styles are headings
@@ -127,18 +127,29 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
         page_text = page_text.strip()
         if not page_text:
             continue
+        found = page_blocks(page_text, titles.get(number, []) + headings)
+        continued = bool(blocks and found) and runs_on(parts[-1], page_text)
+        continued = continued and not (blocks[-1].heading or found[0].heading)
         if parts:
-            parts.append("\n\n")
-            offset += 2
-        blocks += [
-            Block(offset + b.start, offset + b.end, b.heading, number)
-            for b in page_blocks(page_text, titles.get(number, []) + headings)
-        ]
+            separator = "\n" if continued else "\n\n"  # a paragraph that runs onto this page stays one
+            parts.append(separator)
+            offset += len(separator)
+        page = [Block(offset + b.start, offset + b.end, b.heading, number) for b in found]
+        if continued:  # cited with the page it starts on
+            last = blocks.pop()
+            page[0] = Block(last.start, page[0].end, last.heading, last.page)
+        blocks += page
         parts.append(page_text)
         offset += len(page_text)
     if not blocks:
         raise EmptyDocumentError(f"{path}: this PDF has no text layer; OCR is not supported")
     return Extracted("".join(parts), tuple(blocks), len(pages))
+
+
+def runs_on(page_text: str, next_page_text: str) -> bool:
+    """Whether a paragraph runs from the end of one page onto the next: the page stops without
+    ending a sentence and the next one goes on in lower case ("... He delivers" / "the wood ...")."""
+    return page_text.rstrip()[-1:] not in {*'.!?:;…"”’)]', ""} and next_page_text.lstrip()[:1].islower()
 
 
 def layout_paragraphs(page: Any) -> tuple[str, list[str]]:

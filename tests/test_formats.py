@@ -209,6 +209,34 @@ def test_pdf_paragraphs_follow_the_layout_not_the_page(tmp_path):
     assert [by_paragraph[p] for p in sorted(numbers)] == [normalise(p) for p in paragraphs]
 
 
+def test_a_paragraph_that_runs_onto_the_next_page_stays_one(tmp_path):
+    from rag.chunking import chunk
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.add_page()
+    filler = "The bread is sold in the shop on the square and in two cafés of the old town, as it has been for years. "
+    pdf.multi_cell(0, 6, "The bakery opened in 1952 and still bakes in a wood oven every morning. " + filler * 2)
+    pdf.ln(5)
+    pdf.multi_cell(
+        0, 6, filler * 2 + "Its wood comes from the forest of Erik Sund, a farmer in the next valley. He delivers"
+    )
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "the wood every second month by tractor. " + filler * 2)
+    pdf.ln(5)
+    pdf.multi_cell(0, 6, "The shop closes on Sundays. " + filler * 2)
+    path = tmp_path / "bakery.pdf"
+    pdf.output(str(path))
+    nodes = chunk(read_document(path), path.name)
+    sentences = {normalise(n.text): (n.metadata["paragraph"], n.metadata["page"]) for n in nodes}
+    wood, delivery = (
+        sentences["Its wood comes from the forest of Erik Sund, a farmer in the next valley."],
+        sentences["He delivers the wood every second month by tractor."],
+    )
+    assert delivery == wood and delivery[1] == 1  # one sentence, in its paragraph, cited with the page it starts on
+    assert sentences["The shop closes on Sundays."] == (delivery[0] + 1, 2)
+
+
 def test_pdf_outline_titles_become_sections(tmp_path):
     from rag.chunking import chunk
 
