@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from rag.chunking import sentence_spans
-from rag.config import E5_MODEL, PACKAGED_MODEL, EmbeddingConfig
+from rag.config import E5_MODEL, PACKAGED_MODEL, TUNED_MODEL, EmbeddingConfig
 from rag.embedding import load_embed_model
 from rag.errors import ModelError
 
@@ -24,7 +24,7 @@ def main() -> None:
     text = " ".join(p["context"] for p in article["paragraphs"][:40])
     sentences = [text[a:b] for a, b in sentence_spans(text)][:300]
     questions = [q["question"] for p in article["paragraphs"] for q in p["qas"]][:60]
-    for name in (PACKAGED_MODEL, E5_MODEL):
+    for name in (TUNED_MODEL, PACKAGED_MODEL, E5_MODEL):
         try:
             model = load_embed_model(EmbeddingConfig(model=name))
         except ModelError as exc:
