@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.database import Database, database_url, shown
+from rag.database import Session, database_url, shown
 from rag.errors import ConfigError, StoreUnavailableError
 from rag.pgstore import Progress, current_published, vector_store, vectors_table
 
@@ -63,7 +63,7 @@ def publish_index(config: Config, rebuild: bool = False, progress: Progress = la
     from rag.embedding import load_embed_model
     from rag.store import open_local
 
-    database = Database(database_url())
+    database = Session(database_url())  # the writer's advisory lock lives on its connection
     embed_model = load_embed_model(config.embedding, progress)
     with _writer_lock(database, progress) as epoch:
         database.query(SCHEMA)
@@ -93,7 +93,7 @@ def _check_only_configured(manifest: dict[str, Any], config: Config) -> None:
 
 
 @contextmanager
-def _writer_lock(database: Database, progress: Progress) -> Iterator[int]:
+def _writer_lock(database: Session, progress: Progress) -> Iterator[int]:
     """The index writer's advisory lock, held on this connection until the block ends; yields
     the connection's epoch (if it changes, the connection and the lock were lost)."""
     if not database.query("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))[0][0]:
@@ -108,7 +108,7 @@ def _writer_lock(database: Database, progress: Progress) -> Iterator[int]:
 
 
 def _publish(
-    database: Database,
+    database: Session,
     stored: StoredIndex,
     key: str,
     previous: int | None,
@@ -148,7 +148,7 @@ def _publish(
     return generation
 
 
-def _add_vectors(database: Database, stored: StoredIndex, generation: int, config: Config, progress: Progress) -> None:
+def _add_vectors(database: Session, stored: StoredIndex, generation: int, config: Config, progress: Progress) -> None:
     """Every passage with its vector, through llama-index's PGVectorStore, in batches; then the
     indexes: on node ids, and HNSW by inner product above `retrieval.hnsw_above` passages (built
     once the rows are in, which is much faster than inserting into it)."""
@@ -170,7 +170,7 @@ def _add_vectors(database: Database, stored: StoredIndex, generation: int, confi
         database.query(f"CREATE INDEX ON {table} USING hnsw (embedding vector_ip_ops) WITH ({settings})")
 
 
-def _drop_old_generations(database: Database, current: int) -> None:
+def _drop_old_generations(database: Session, current: int) -> None:
     """Generations beyond the newest `KEEP_GENERATIONS` that are older than `KEEP_RECENT` (a
     replica switches to the current one at its next question), and vector tables no generation
     names (left by a publish that died before its transaction)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.database import EF_SEARCH, Database, database_url, shown
+from rag.database import EF_SEARCH, Database, Session, database_url, shown
 from rag.errors import (
     ConfigError,
     IndexCorruptError,
@@ -96,13 +96,13 @@ def vectors_table(generation: int) -> str:
     return f"data_rag_gen_{generation}"
 
 
-def current_generation(database: Database) -> int | None:
+def current_generation(database: Database | Session) -> int | None:
     """The generation replicas should answer from; None when nothing was published."""
     current = current_published(database)
     return None if current is None else current[0]
 
 
-def current_published(database: Database) -> tuple[int, str, dict[str, Any]] | None:
+def current_published(database: Database | Session) -> tuple[int, str, dict[str, Any]] | None:
     """(generation, content key, manifest) of the current generation; None when there is none."""
     import psycopg
 

@@ -1,5 +1,5 @@
 """The bot's shared chat state (`rag.bot.shared`) on a real PostgreSQL from `scripts/postgres.sh`:
-two `Database` objects play two replicas, each with its own connection."""
+two `Session` objects play two replicas, each with its own connection."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rag.bot.shared import (
     forget_old_rows,
 )
 from rag.chat import ChatSession
-from rag.database import Database
+from rag.database import Session
 
 pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in 
 @pytest.fixture
 def replicas(database):
     """Two connections to one database with the bot's tables, as two replicas have."""
-    first, second = Database(database), Database(database)
+    first, second = Session(database), Session(database)
     create_tables(first)
     yield first, second
     first.close()

@@ -26,7 +26,7 @@ from rag.bot.shared import SharedArchive, SharedConversations, SharedRateLimiter
 from rag.bot.state import AnswerArchive, BoundedStore, Conversations, RateLimiter
 from rag.bot.transport import html_or_plain
 from rag.config import TelegramConfig
-from rag.database import Database, database_url
+from rag.database import Database, Session, database_url
 from rag.engine import Engine, check_question
 from rag.errors import PublishedIndexMismatchError, QuestionError, StoreUnavailableError
 from rag.render import snippet
@@ -73,7 +73,7 @@ class BotState:
                 SharedConversations(database, engine.new_session, idle),
                 SharedRateLimiter(database, config.questions_per_minute),
                 SharedArchive(database),
-                updates=SharedUpdates(Database(database.url)),  # its own connection: never queues behind chat state
+                updates=SharedUpdates(Session(database.url)),  # its locks live on one connection of its own
             )
         return cls(
             engine,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from rag.answer import Answer
 from rag.chat import ChatSession
-from rag.database import Database
+from rag.database import Database, Session
 
 RETENTION = "7 days"  # answers behind buttons, and answered update ids
 CLEANUP_EVERY = 100  # saved conversations between two deletions of old rows (kept off each answer)
@@ -147,7 +147,7 @@ class SharedUpdates:
     Each lock is released only on the connection that took it: after a reconnect, an unlock on
     the new connection could release another update's hold of the same chat."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Session):
         self.database = database
         self._epochs: dict[tuple[int, int], int] = {}  # (lock class, update_id) -> its connection epoch
 
