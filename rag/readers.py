@@ -128,8 +128,9 @@ def read_pdf(path: Path, data: bytes) -> Extracted:
         if not page_text:
             continue
         found = page_blocks(page_text, titles.get(number, []) + headings)
-        continued = bool(blocks and found) and runs_on(parts[-1], page_text)
-        continued = continued and not (blocks[-1].heading or found[0].heading)
+        continued = (
+            bool(blocks and found) and not (blocks[-1].heading or found[0].heading) and runs_on(parts[-1], page_text)
+        )
         if parts:
             separator = "\n" if continued else "\n\n"  # a paragraph that runs onto this page stays one
             parts.append(separator)

@@ -6,8 +6,9 @@ word and cross no punctuation (a number keeps its commas, points and currency si
 named features: its length, its kind (number, time, name) against the kind the question asks for,
 how much of it the question already says, how far it sits from the question's words in the
 sentence, whether it cuts a name or a number in two, and the question's wh-word crossed with the
-span's kind. A conditional logit (softmax over one answer's candidates), fitted by `rag train` on
-the gold spans of SQuAD's fit articles, scores them; below the model's threshold no span is shown.
+span's kind. A scorer with one hidden layer (softmax over one answer's candidates), fitted by
+`rag train` on the gold spans of SQuAD's fit articles, weighs them; below the model's threshold
+no span is shown. (Files from before it hold a linear scorer, which still loads.)
 
 Deliberate simplifications: the only parse information is spaCy's entities and noun phrases,
 stored with the index (no dependency paths to the question's words); one span per answer.
@@ -29,7 +30,17 @@ import numpy as np
 from rag.entities import LABELS
 from rag.errors import ModelError
 from rag.lexical import FUNCTION_WORDS, content_terms, stem
-from rag.rank import NUMBER_WORD, TIME_WORD, WH, Linear, RankerModel, expected_kind, question_wh, softmax
+from rag.rank import (
+    NUMBER_WORD,
+    TIME_WORD,
+    WH,
+    Linear,
+    Perceptron,
+    RankerModel,
+    expected_kind,
+    question_wh,
+    softmax,
+)
 
 MAX_TOKENS = 6
 TOKEN = re.compile(r"[$€£¥]?\d[\d,.:/–-]*\d%?|[$€£¥]?\d%?|[^\W_]+(?:['’-][^\W_]+)*|\S", re.UNICODE)
@@ -95,7 +106,7 @@ class Span:
 
 @dataclass(frozen=True)
 class ShortAnswerModel:
-    scorer: Linear
+    scorer: Perceptron | Linear
     threshold: float  # the lowest probability shown; below it the short answer is None
     training: dict[str, Any]  # what it was fitted on, how, and its figures
 
@@ -111,7 +122,11 @@ class ShortAnswerModel:
     def from_json(cls, data: dict[str, Any]) -> ShortAnswerModel:
         if data["features"] != list(SPAN_FEATURES):
             raise ValueError("the short-answer model was trained for other features")
-        scorer = Linear.from_json(data["scorer"], len(SPAN_FEATURES))
+        scorer: Perceptron | Linear
+        if "hidden_weights" in data["scorer"]:
+            scorer = Perceptron.from_json(data["scorer"], len(SPAN_FEATURES))
+        else:
+            scorer = Linear.from_json(data["scorer"], len(SPAN_FEATURES))
         return cls(scorer, float(data["threshold"]), data.get("training", {}))
 
     def best(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.errors import ConfigError
-from rag.fit import fit_conditional_logit
-from rag.rank import softmax
+from rag.fit import fit_conditional_perceptron
+from rag.rank import Perceptron, softmax
 from rag.short_answer import MAX_TOKENS, ShortAnswerModel, f1, span_features, squad_normalise
 from rag.squad import SquadArticle, article_config
 
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from rag.config import Config
     from rag.passages import Passages
 
-SHORT_ANSWER_L2 = 1.0
+SHORT_ANSWER_HIDDEN = 16
+SHORT_ANSWER_L2 = 0.01
+SEED = 20261208
 NULL_F1 = 0.3
 CALIBRATION_FOLD = 5  # every fifth fit article calibrates the threshold
 
@@ -115,7 +117,7 @@ def fit_short_answer(examples: list[SpanExample], missed: int) -> tuple[ShortAns
     calibration = set(articles[::CALIBRATION_FOLD])
     rest = [e for e in examples if e.article not in calibration]
     held = [e for e in examples if e.article in calibration]
-    probe = fit_conditional_logit([(e.x, e.gold) for e in rest], SHORT_ANSWER_L2)
+    probe = fit_spans(rest)
     scored = []
     for e in held:
         p = softmax(probe(e.x))
@@ -134,13 +136,18 @@ def fit_short_answer(examples: list[SpanExample], missed: int) -> tuple[ShortAns
     training = {
         "fit_articles": articles,
         "calibration_articles": sorted(calibration),
+        "hidden": SHORT_ANSWER_HIDDEN,
         "l2": SHORT_ANSWER_L2,
+        "seed": SEED,
         "null_f1": NULL_F1,
         "max_tokens": MAX_TOKENS,
         "figures": {k: round(v, 4) for k, v in figures.items()},
     }
-    model = fit_conditional_logit([(e.x, e.gold) for e in examples], SHORT_ANSWER_L2)
-    return ShortAnswerModel(model, threshold, training), figures
+    return ShortAnswerModel(fit_spans(examples), threshold, training), figures
+
+
+def fit_spans(examples: list[SpanExample]) -> Perceptron:
+    return fit_conditional_perceptron([(e.x, e.gold) for e in examples], SHORT_ANSWER_HIDDEN, SHORT_ANSWER_L2, SEED)
 
 
 def choose_null_threshold(scored: list[tuple[float, float]]) -> float:

@@ -32,7 +32,9 @@ def tuned_digest(path: Path = TUNED_FILE) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     except OSError as exc:
-        raise ModelError(f"cannot read the tuned embedding weights {path}: {exc.strerror}; reinstall rag") from None
+        raise ModelError(
+            f"cannot read the tuned embedding weights {path}: {exc.strerror}; reinstall the package"
+        ) from None
 
 
 def tuned_folder(base: Path, cache: Path, tuned: Path = TUNED_FILE) -> Path:

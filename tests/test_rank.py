@@ -20,7 +20,7 @@ from rag.rank import (
 
 def test_shipped_model_loads_offline_and_records_its_training():
     model = load_model()
-    assert MODEL_FILE.stat().st_size < 100 * 1024
+    assert MODEL_FILE.stat().st_size < 200 * 1024  # about 10,000 numbers (the short answer's hidden layer the most)
     assert 0 < model.threshold < 1
     fit, held_out = set(model.training["fit_articles"]), set(model.training["held_out_articles"])
     assert fit and held_out and not fit & held_out

@@ -2,9 +2,10 @@
 
 import pytest
 
-from rag.rank import load_model
+from rag.rank import Linear, Perceptron, load_model
 from rag.short_answer import (
     SPAN_FEATURES,
+    ShortAnswerModel,
     candidates,
     exact_match,
     f1,
@@ -108,3 +109,20 @@ def report_engine(tmp_path_factory, onnx_dir):
     path = folder / "harbour-museum.txt"
     path.write_text(REPORT, encoding="utf-8")
     return engine_on(path, folder / "index", onnx_dir), REPORT
+
+
+def test_a_short_answer_model_with_a_linear_scorer_still_loads():
+    width = len(SPAN_FEATURES)
+    scorer = {"mean": [0.0] * width, "scale": [1.0] * width, "weights": [0.1] * width, "bias": 0.0}
+    old = ShortAnswerModel.from_json({"features": list(SPAN_FEATURES), "scorer": scorer, "threshold": 0.0})
+    assert isinstance(old.scorer, Linear)
+    sentence = "It welcomed 41,000 visitors."
+    found = old.best("How many visitors came?", [sentence], [[]])
+    texts = {span.text for span in candidates(0, sentence, tokens(sentence))}
+    assert found is not None and found[0].text in texts
+
+
+def test_the_shipped_short_answer_model_has_a_hidden_layer():
+    model = load_short_answer(load_model())
+    assert model is not None and isinstance(model.scorer, Perceptron)
+    assert model.training["hidden"] == len(model.scorer.weights)
