@@ -262,7 +262,10 @@ def _sections(
     if corpus_file is not None:
         corpus_sections, bench.largest = _corpus_sections(bench, corpus_file, sorted(sizes), quick)
         sections += corpus_sections
-    elif not quick:
+    elif quick:
+        slice_note = f"--corpus PATH adds a {QUICK_CORPUS_SIZES[0]}-passage slice"
+        sections.append(Section(f"large corpus: skipped with --quick ({slice_note})", []))
+    else:
         sections.append(Section("large corpus: none found (apt-get install python3.11-doc, or --corpus PATH)", []))
     if bot and quick:
         sections.append(Section("Telegram bot load test: skipped with --quick (it takes minutes; run without it)", []))

@@ -94,6 +94,7 @@ class Session:
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
+        """The connection inside one transaction (committed at the end, rolled back on error)."""
         import psycopg
 
         self.query("SELECT 1")  # replaces a connection the server dropped

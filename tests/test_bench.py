@@ -38,6 +38,7 @@ def test_quick_benchmark_prints_the_comparison_table():
     ):
         assert len(figures(table, row)) == 3, row  # ours, baseline, ratio
     assert "Telegram bot load test: skipped with --quick" in table  # said, not silently left out
+    assert "large corpus: skipped with --quick" in table
 
 
 @pytest.mark.slow
