@@ -376,3 +376,8 @@ def _params(body: bytes, content_type: str) -> dict[str, Any]:
                 pass
         params[key] = value
     return params
+
+
+def unbolded(text: str) -> str:
+    """A reply's text without the bold tags the short answer adds inside a quote."""
+    return text.replace("<b>", "").replace("</b>", "")

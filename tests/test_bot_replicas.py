@@ -24,7 +24,7 @@ import pytest
 from rag.bot.webhook import HEALTH_PATH, SECRET_HEADER
 from tests.bot_harness import free_port, running_bot, write_config
 from tests.conftest import ROOT
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, unbolded
 from tests.pg_harness import postgres, postgres_config, publish, table_locked, wait_until_a_query_waits_for
 
 pytestmark = pytest.mark.slow  # starts the bot, a server or PostgreSQL: not in the fast tier
@@ -133,7 +133,7 @@ def test_100_chats_5_questions_posted_alternately_to_two_replicas_are_answered_o
             u["message"]["message_id"] for u in chat_updates
         ]  # each answered once, in the order asked
         for call, (_, expected) in zip(sent, TURNS, strict=True):
-            assert expected in call.params["text"], (chat, call.params["text"])
+            assert expected in unbolded(call.params["text"]), (chat, call.params["text"])
 
 
 def test_the_database_stopping_mid_question_gives_a_clear_reply_and_the_next_question_an_answer(
